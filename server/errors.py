@@ -1,0 +1,139 @@
+"""Every failure the proxy reports, as one hierarchy rendered in one place (`server.app`).
+
+    ProxyError                     500 server_error        (a bug: message carries no internals)
+    ├── InvalidRequest             400 invalid_request_error, `param` names the field
+    │   └── ContextLengthExceeded  400 code context_length_exceeded
+    ├── ModelNotFound              404 code model_not_found
+    ├── RequestTooLarge            413
+    └── UpstreamError              502 upstream answered something unusable or could not be reached
+        ├── UpstreamOverloaded     429 with Retry-After
+        ├── UpstreamLoading        503 with Retry-After
+        ├── UpstreamTimeout        504
+        └── UpstreamFailed         500 the upstream failed while generating (x-should-retry: false)
+
+The wire shape is OpenAI's: `{"error": {"message", "type", "param", "code"}}` with all four keys,
+https://github.com/openai/openai-openapi (ErrorResponse). Before the first byte of a stream an error is an
+HTTP response; after it, the same object is sent as one `data:` event followed by `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+__all__ = [
+    "ContextLengthExceeded",
+    "InvalidRequest",
+    "ModelNotFound",
+    "ProxyError",
+    "RequestTooLarge",
+    "UpstreamError",
+    "UpstreamFailed",
+    "UpstreamLoading",
+    "UpstreamOverloaded",
+    "UpstreamTimeout",
+]
+
+
+class ProxyError(Exception):
+    """Base of every error the proxy renders; unexpected exceptions are shown as this, without details."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
+        }
+
+    def json_bytes(self) -> bytes:
+        return orjson.dumps(self.body())
+
+
+class InvalidRequest(ProxyError):
+    """The request cannot be served as sent; `param` names the offending field."""
+
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """Prompt plus requested tokens do not fit the model's context."""
+
+    default_code = "context_length_exceeded"
+
+
+class ModelNotFound(ProxyError):
+    """No configured model or alias has this name."""
+
+    status = 404
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it.", param="model"
+        )
+
+
+class RequestTooLarge(ProxyError):
+    """The request body is over the configured limit."""
+
+    status = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class UpstreamError(ProxyError):
+    """The upstream could not be reached or answered something the proxy cannot use."""
+
+    status = 502
+    default_code = "upstream_error"
+
+
+class UpstreamOverloaded(UpstreamError):
+    """The upstream refused for load (TGI `overloaded`, HTTP 429)."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamLoading(UpstreamError):
+    """The upstream is starting or loading its model (HTTP 503)."""
+
+    status = 503
+    default_code = "model_loading"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer in time."""
+
+    status = 504
+    default_code = "upstream_timeout"
+
+
+class UpstreamFailed(UpstreamError):
+    """The upstream failed during generation; retrying the same request will fail the same way."""
+
+    status = 500
+    default_code = "upstream_generation_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"x-should-retry": "false"})
