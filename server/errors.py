@@ -1,6 +1,7 @@
 """Every failure the proxy reports, as one hierarchy rendered in one place (`server.app`).
 
     ProxyError                     500 server_error        (a bug: message carries no internals)
+    ├── HTTPFailure                404/405/... from routing, status as given
     ├── InvalidRequest             400 invalid_request_error, `param` names the field
     │   └── ContextLengthExceeded  400 code context_length_exceeded
     ├── ModelNotFound              404 code model_not_found
@@ -18,12 +19,14 @@ HTTP response; after it, the same object is sent as one `data:` event followed b
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
 __all__ = [
     "ContextLengthExceeded",
+    "HTTPFailure",
     "InvalidRequest",
     "ModelNotFound",
     "ProxyError",
@@ -39,9 +42,9 @@ __all__ = [
 class ProxyError(Exception):
     """Base of every error the proxy renders; unexpected exceptions are shown as this, without details."""
 
-    status: ClassVar[int] = 500
-    error_type: ClassVar[str] = "server_error"
-    default_code: ClassVar[str | None] = None
+    status: int = 500
+    error_type: str = "server_error"
+    default_code: str | None = None
 
     def __init__(
         self,
@@ -59,11 +62,25 @@ class ProxyError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {
-            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
         }
 
     def json_bytes(self) -> bytes:
         return orjson.dumps(self.body())
+
+
+class HTTPFailure(ProxyError):
+    """A plain HTTP failure from the framework itself (unknown route, wrong method)."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message, headers=dict(headers or {}))
+        self.status = status
+        self.error_type = "invalid_request_error" if status < 500 else "server_error"
 
 
 class InvalidRequest(ProxyError):
@@ -87,9 +104,7 @@ class ModelNotFound(ProxyError):
     default_code = "model_not_found"
 
     def __init__(self, model: str) -> None:
-        super().__init__(
-            f"The model `{model}` does not exist or you do not have access to it.", param="model"
-        )
+        super().__init__(f"The model `{model}` does not exist or you do not have access to it.", param="model")
 
 
 class RequestTooLarge(ProxyError):

@@ -205,20 +205,14 @@ def _content_text(index: int, role: str, content: Any) -> str | None:
             return None
         raise InvalidRequest(f"messages[{index}]: a {role} message needs content", param="messages")
     if not isinstance(content, list):
-        raise InvalidRequest(
-            f"messages[{index}]: content must be a string or a list of text parts", param="messages"
-        )
+        raise InvalidRequest(f"messages[{index}]: content must be a string or a list of text parts", param="messages")
     texts = []
     for part in content:
         kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
         if kind != "text":
-            raise InvalidRequest(
-                f"messages[{index}]: content part type {kind!r} is not supported", param="messages"
-            )
+            raise InvalidRequest(f"messages[{index}]: content part type {kind!r} is not supported", param="messages")
         if not isinstance(part.get("text"), str):
-            raise InvalidRequest(
-                f"messages[{index}]: a text content part has no 'text' string", param="messages"
-            )
+            raise InvalidRequest(f"messages[{index}]: a text content part has no 'text' string", param="messages")
         texts.append(part["text"])
     return "\n".join(texts)
 
@@ -236,9 +230,7 @@ def _tool_calls_text(message: dict[str, Any]) -> str:
 
 
 def _compile(name: str, source: str) -> jinja2.Template:
-    environment = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
-    )
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     environment.filters["tojson"] = _tojson
     environment.globals["raise_exception"] = _raise_exception
     environment.globals["strftime_now"] = _strftime_now
@@ -251,9 +243,7 @@ def _compile(name: str, source: str) -> jinja2.Template:
 
 
 def _builtin_source(name: str) -> str:
-    return (
-        resources.files("server.prompts").joinpath("templates", f"{name}.jinja").read_text(encoding="utf-8")
-    )
+    return resources.files("server.prompts").joinpath("templates", f"{name}.jinja").read_text(encoding="utf-8")
 
 
 def _metadata(name: str, source: str) -> dict[str, Any]:
@@ -294,9 +284,7 @@ def _tojson(
     separators: tuple[str, str] | None = None,
     sort_keys: bool = False,
 ) -> str:
-    return json.dumps(
-        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-    )
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
 def _raise_exception(message: str) -> NoReturn:

@@ -78,6 +78,6 @@ class CompletionRequest(SamplingFields):
     best_of: Annotated[int, Field(ge=0, le=20)] | None = None
     echo: bool | None = None
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
-    max_tokens: Annotated[int, Field(ge=0)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
     suffix: str | None = None
     response_format: dict[str, Any] | None = None

@@ -1,0 +1,102 @@
+"""Run the upstream calls of `n > 1` choices (and of several prompts) concurrently.
+
+Streams are merged into one sequence of `(job, event)` in arrival order, which is what interleaves choice
+indexes on the wire. One stream is iterated directly, with no task or queue, because that is the common case
+and the hot path. Closing the merge (the client left) cancels every upstream call at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from server.schemas.tgi import GenerateParameters, StreamResponse
+
+__all__ = ["Job", "MergedStreams", "gather_or_cancel"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One upstream generation: choice `index` of the OpenAI answer."""
+
+    index: int
+    prompt: str
+    prompt_index: int  # usage counts each prompt once, however many choices it has
+    parameters: GenerateParameters
+    prefix: str = ""  # completions `echo`
+
+
+async def gather_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Like `asyncio.gather`, but the first failure cancels the other calls instead of leaving them running."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+_DONE = object()
+
+StreamOpener = Callable[[Job], AsyncIterator[StreamResponse]]
+
+
+class MergedStreams:
+    def __init__(self, jobs: Sequence[Job], open_stream: StreamOpener) -> None:
+        self._jobs = jobs
+        self._open = open_stream
+        self._single: AsyncIterator[StreamResponse] | None = None
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._queue: asyncio.Queue[tuple[Job, StreamResponse | BaseException | object]] = asyncio.Queue()
+
+    async def events(self) -> AsyncGenerator[tuple[Job, StreamResponse], None]:
+        """The merged events; call `aclose` when done, also after an early exit."""
+        if len(self._jobs) == 1:
+            job = self._jobs[0]
+            self._single = self._open(job)
+            async for event in self._single:
+                yield job, event
+            return
+        for job in self._jobs:
+            self._tasks[job.index] = asyncio.create_task(self._pump(job))
+        remaining = len(self._jobs)
+        while remaining:
+            job, item = await self._queue.get()
+            if item is _DONE:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield job, item  # type: ignore[misc]
+
+    def stop(self, job: Job) -> None:
+        """This choice is complete (the proxy found its stop): cancel its upstream call."""
+        task = self._tasks.get(job.index)
+        if task is not None:
+            task.cancel()
+
+    async def aclose(self) -> None:
+        if self._single is not None:
+            await self._single.aclose()  # type: ignore[attr-defined]
+        for task in self._tasks.values():
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _pump(self, job: Job) -> None:
+        try:
+            async for event in self._open(job):
+                self._queue.put_nowait((job, event))
+        except asyncio.CancelledError:
+            self._queue.put_nowait((job, _DONE))
+            raise
+        except Exception as exc:  # handed to the consumer, which renders it
+            self._queue.put_nowait((job, exc))
+            return
+        self._queue.put_nowait((job, _DONE))

@@ -1,0 +1,205 @@
+"""OpenAI's response shapes for both endpoints, streamed and not.
+
+Streamed chunks are the hot path: each formatter pre-serialises everything constant for the request (id,
+object, created, model) once, and a token costs one `orjson.dumps` of its text plus a few byte joins;
+no model objects are built. Shapes: openai-contract.md §2 and §3; every chunk of a stream carries the same
+`id`, `created` and `model`, and with `include_usage` every chunk has `"usage":null` until the usage chunk.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from server.choice import TokenLogprob
+
+__all__ = ["ChatFormat", "ChoiceResult", "CompletionFormat", "Format", "Usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceResult:
+    index: int
+    text: str
+    finish_reason: str
+    logprobs: list[TokenLogprob] | None
+    prefix: str = ""  # completions `echo`: the prompt, sent before the generated text
+
+
+class Format(Protocol):
+    def start(self, index: int, prefix: str) -> bytes: ...
+
+    def content(self, index: int, text: str, logprobs: list[TokenLogprob] | None) -> bytes: ...
+
+    def finish(self, index: int, reason: str) -> bytes: ...
+
+    def usage(self, usage: Usage) -> bytes: ...
+
+    def response(self, choices: Sequence[ChoiceResult], usage: Usage) -> dict[str, Any]: ...
+
+
+class _Base:
+    object_name = ""
+    id_prefix = ""
+
+    def __init__(self, model: str, *, include_usage: bool, top_logprobs: int) -> None:
+        self.id = f"{self.id_prefix}{secrets.token_hex(12)}"
+        self.created = int(time.time())
+        self.model = model
+        self.top_logprobs = top_logprobs
+        head = {"id": self.id, "object": self.object_name, "created": self.created, "model": self.model}
+        # `data: {"id":...,"model":"m","choices":[{"index":` ... `}]` + tail
+        self._head = b"data: " + orjson.dumps(head)[:-1] + b',"choices":[{"index":'
+        self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+
+    def usage(self, usage: Usage) -> bytes:
+        head = {"id": self.id, "object": self.object_name, "created": self.created, "model": self.model}
+        return b"data: " + orjson.dumps({**head, "choices": [], "usage": usage.as_dict()}) + b"\n\n"
+
+    def _envelope(self, choices: list[dict[str, Any]], usage: Usage) -> dict[str, Any]:
+        final_object = self.object_name.removesuffix(".chunk")
+        return {
+            "id": self.id,
+            "object": final_object,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": usage.as_dict(),
+        }
+
+
+class ChatFormat(_Base):
+    object_name = "chat.completion.chunk"
+    id_prefix = "chatcmpl-"
+
+    def start(self, index: int, prefix: str) -> bytes:
+        del prefix  # chat has no echo
+        return b'%s%d,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]%s' % (
+            self._head,
+            index,
+            self._tail,
+        )
+
+    def content(self, index: int, text: str, logprobs: list[TokenLogprob] | None) -> bytes:
+        lp = b"null" if logprobs is None else orjson.dumps({"content": self._entries(logprobs), "refusal": None})
+        return b'%s%d,"delta":{"content":%s},"logprobs":%s,"finish_reason":null}]%s' % (
+            self._head,
+            index,
+            orjson.dumps(text),
+            lp,
+            self._tail,
+        )
+
+    def finish(self, index: int, reason: str) -> bytes:
+        return b'%s%d,"delta":{},"logprobs":null,"finish_reason":"%s"}]%s' % (
+            self._head,
+            index,
+            reason.encode(),
+            self._tail,
+        )
+
+    def response(self, choices: Sequence[ChoiceResult], usage: Usage) -> dict[str, Any]:
+        return self._envelope(
+            [
+                {
+                    "index": c.index,
+                    "message": {"role": "assistant", "content": c.text, "refusal": None},
+                    "logprobs": None if c.logprobs is None else {"content": self._entries(c.logprobs), "refusal": None},
+                    "finish_reason": c.finish_reason,
+                }
+                for c in choices
+            ],
+            usage,
+        )
+
+    def _entries(self, logprobs: list[TokenLogprob]) -> list[dict[str, Any]]:
+        return [
+            {
+                "token": text,
+                "logprob": value,
+                "bytes": list(text.encode()),
+                "top_logprobs": [
+                    {"token": alt, "logprob": alt_value, "bytes": list(alt.encode())}
+                    for alt, alt_value in alternatives[: self.top_logprobs]
+                ],
+            }
+            for text, value, alternatives in logprobs
+        ]
+
+
+class CompletionFormat(_Base):
+    object_name = "text_completion"
+    id_prefix = "cmpl-"
+
+    def __init__(self, model: str, *, include_usage: bool, top_logprobs: int) -> None:
+        super().__init__(model, include_usage=include_usage, top_logprobs=top_logprobs)
+        self._offsets: dict[int, int] = {}  # per choice: characters sent so far (text_offset)
+
+    def start(self, index: int, prefix: str) -> bytes:
+        self._offsets[index] = 0
+        return self.content(index, prefix, None) if prefix else b""
+
+    def content(self, index: int, text: str, logprobs: list[TokenLogprob] | None) -> bytes:
+        lp = b"null" if logprobs is None else orjson.dumps(self._logprobs(index, text, logprobs))
+        self._offsets[index] = self._offsets.get(index, 0) + len(text)
+        return b'%s%d,"text":%s,"logprobs":%s,"finish_reason":null}]%s' % (
+            self._head,
+            index,
+            orjson.dumps(text),
+            lp,
+            self._tail,
+        )
+
+    def finish(self, index: int, reason: str) -> bytes:
+        return b'%s%d,"text":"","logprobs":null,"finish_reason":"%s"}]%s' % (
+            self._head,
+            index,
+            reason.encode(),
+            self._tail,
+        )
+
+    def response(self, choices: Sequence[ChoiceResult], usage: Usage) -> dict[str, Any]:
+        rendered = []
+        for c in choices:
+            self._offsets[c.index] = len(c.prefix)
+            logprobs = None if c.logprobs is None else self._logprobs(c.index, c.text, c.logprobs)
+            rendered.append(
+                {
+                    "text": c.prefix + c.text,
+                    "index": c.index,
+                    "logprobs": logprobs,
+                    "finish_reason": c.finish_reason,
+                }
+            )
+        return self._envelope(rendered, usage)
+
+    def _logprobs(self, index: int, text: str, logprobs: list[TokenLogprob]) -> dict[str, Any]:
+        del text
+        offset = self._offsets.get(index, 0)
+        tokens, values, tops, offsets = [], [], [], []
+        for token, value, alternatives in logprobs:
+            tokens.append(token)
+            values.append(value)
+            top = dict(alternatives[: self.top_logprobs])
+            top.setdefault(token, value)
+            tops.append(top)
+            offsets.append(offset)
+            offset += len(token)
+        return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}

@@ -1,0 +1,180 @@
+"""Run a request's jobs against the upstream and shape the results: a whole answer, or SSE bytes.
+
+Stream contract (openai-contract.md §3, §7 items 19-31): a role chunk per choice first (index 0 first), content
+chunks, exactly one finish chunk per choice, the usage chunk when asked, then `data: [DONE]`. An error after
+the first byte becomes one `data: {"error": {...}}` event followed by `data: [DONE]`, never a cut connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+
+from server.choice import ChoiceState, TokenLogprob, openai_finish_reason
+from server.errors import ProxyError
+from server.fanout import Job, MergedStreams, gather_or_cancel
+from server.formats import ChoiceResult, Format, Usage
+from server.schemas.tgi import StreamResponse
+from server.translate import Plan
+from server.upstream.base import Upstream
+
+__all__ = ["DONE", "complete", "error_event", "open_stream"]
+
+logger = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+
+
+def error_event(exc: BaseException) -> bytes:
+    if not isinstance(exc, ProxyError):
+        logger.error("unexpected error inside a stream", exc_info=exc)
+        exc = ProxyError("The server had an error while processing your request.")
+    return b"data: " + exc.json_bytes() + b"\n\n"
+
+
+async def complete(upstream: Upstream, jobs: Sequence[Job], plan: Plan) -> tuple[list[ChoiceResult], Usage]:
+    """Every job's whole answer, concurrently."""
+    results = await gather_or_cancel([_complete_one(upstream, job, plan) for job in jobs])
+    prompt_tokens: dict[int, int] = {}
+    completion_tokens = 0
+    choices = []
+    for job, (choice, prompt_count, generated) in zip(jobs, results, strict=True):
+        choices.append(choice)
+        prompt_tokens[job.prompt_index] = prompt_count
+        completion_tokens += generated
+    return choices, Usage(sum(prompt_tokens.values()), completion_tokens)
+
+
+async def _complete_one(upstream: Upstream, job: Job, plan: Plan) -> tuple[ChoiceResult, int, int]:
+    generated = await upstream.generate(job.prompt, job.parameters)
+    details = generated.response.get("details")
+    state = ChoiceState(plan.stops, want_logprobs=plan.top_logprobs is not None)
+    text: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    if details is not None:
+        tops = details.get("top_tokens") or []
+        for i, token in enumerate(details["tokens"]):
+            piece = state.add(token, tops[i] if i < len(tops) else None)
+            text.append(piece.text)
+            logprobs.extend(piece.logprobs or ())
+            if state.stopped:
+                break
+    else:  # an upstream that ignored `details`: its text is all there is
+        text.append(
+            state.add({"id": 0, "text": generated.response["generated_text"], "logprob": None, "special": False}).text
+        )
+    rest = state.finish()
+    text.append(rest.text)
+    logprobs.extend(rest.logprobs or ())
+    reason = "stop" if state.stopped_by_proxy else openai_finish_reason(details and details["finish_reason"])
+    prompt_tokens = generated.prompt_tokens
+    if prompt_tokens is None:
+        prompt_tokens = await upstream.count_tokens(job.prompt) or 0
+    completion_tokens = details["generated_tokens"] if details is not None else state.generated_tokens
+    choice = ChoiceResult(
+        job.index, "".join(text), reason, logprobs if plan.top_logprobs is not None else None, job.prefix
+    )
+    return choice, prompt_tokens, completion_tokens
+
+
+async def open_stream(
+    upstream: Upstream, jobs: Sequence[Job], plan: Plan, fmt: Format, *, first_event_timeout: float
+) -> AsyncIterator[bytes]:
+    """Start the upstream streams and wait (up to `first_event_timeout`) for the first event.
+
+    An error that arrives first raises here, so the caller answers with a plain HTTP error; otherwise the
+    returned iterator yields the SSE body. If the first token is slow, the body starts with a ping comment
+    so the client and any proxy in between see bytes while the model works.
+    """
+    merged = MergedStreams(jobs, lambda job: upstream.stream(job.prompt, job.parameters))
+    events = merged.events()
+    first = asyncio.ensure_future(anext(events))
+    try:
+        done, _ = await asyncio.wait({first}, timeout=first_event_timeout)
+        if done:
+            first.result()  # raises the upstream's error before any byte is sent
+    except BaseException:
+        first.cancel()
+        await events.aclose()
+        await merged.aclose()
+        raise
+    return _render(upstream, jobs, plan, fmt, merged, events, first)
+
+
+async def _render(
+    upstream: Upstream,
+    jobs: Sequence[Job],
+    plan: Plan,
+    fmt: Format,
+    merged: MergedStreams,
+    events: AsyncGenerator[tuple[Job, StreamResponse], None],
+    first: asyncio.Future[tuple[Job, StreamResponse]],
+) -> AsyncIterator[bytes]:
+    want_logprobs = plan.top_logprobs is not None
+    states = {job.index: ChoiceState(plan.stops, want_logprobs=want_logprobs) for job in jobs}
+    prompt_tokens: dict[int, int | None] = {}
+    completion_tokens = 0
+    open_choices = len(jobs)
+    try:
+        if not first.done():
+            yield PING
+        for job in jobs:
+            start = fmt.start(job.index, job.prefix)
+            if start:
+                yield start
+        item: tuple[Job, StreamResponse] | None = await first
+        while item is not None:
+            job, event = item
+            if job.index in prompt_tokens:  # this choice has finished: late events are dropped
+                item = await anext(events, None)
+                continue
+            state = states[job.index]
+            piece = state.add(event["token"], event.get("top_tokens"))
+            if piece.text or piece.logprobs:
+                yield fmt.content(job.index, piece.text, piece.logprobs)
+            details = event["details"]
+            if state.stopped or event["generated_text"] is not None:
+                rest = state.finish()
+                if rest.text or rest.logprobs:
+                    yield fmt.content(job.index, rest.text, rest.logprobs)
+                reason = (
+                    "stop"
+                    if state.stopped_by_proxy
+                    else openai_finish_reason(details["finish_reason"] if details else None)
+                )
+                yield fmt.finish(job.index, reason)
+                completion_tokens += (
+                    details["generated_tokens"] if details and not state.stopped_by_proxy else state.generated_tokens
+                )
+                prompt_tokens[job.index] = details.get("input_length") if details else None
+                open_choices -= 1
+                if open_choices == 0:
+                    break
+                merged.stop(job)
+            item = await anext(events, None)
+        if open_choices:
+            # the merged stream ended without a final event for some choice: the upstream misbehaved
+            raise ProxyError("The upstream stream ended before every choice finished.")
+        if plan.include_usage:
+            yield fmt.usage(Usage(await _prompt_tokens(upstream, jobs, prompt_tokens), completion_tokens))
+        yield DONE
+    except Exception as exc:  # after the first byte, every failure is reported in-band
+        yield error_event(exc)
+        yield DONE
+    finally:
+        await events.aclose()
+        await merged.aclose()
+
+
+async def _prompt_tokens(upstream: Upstream, jobs: Sequence[Job], counted: dict[int, int | None]) -> int:
+    per_prompt: dict[int, int] = {}
+    for job in jobs:
+        if job.prompt_index in per_prompt:
+            continue
+        count = counted.get(job.index)
+        if count is None:  # TGI before 2.3 has no input_length; ask its tokenizer rather than estimate
+            count = await upstream.count_tokens(job.prompt) or 0
+        per_prompt[job.prompt_index] = count
+    return sum(per_prompt.values())

@@ -1,0 +1,63 @@
+"""Enforce stop strings on streamed text, also when a stop spans several tokens.
+
+TGI keeps the stop text in its output and only notices a stop that the text *ends* with after a token
+(tgi-protocol.md §7), while OpenAI promises the returned text never contains it. So the proxy checks every
+stop itself and holds back the shortest tail that could still grow into one: a tail is held only while it is
+a proper prefix of some stop, so unrelated text is never delayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["StopTrimmer", "cut_at_stop"]
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Offset of the earliest stop string in `text`, or None."""
+    found = [at for at in (text.find(stop) for stop in stops if stop) if at >= 0]
+    return min(found) if found else None
+
+
+class StopTrimmer:
+    __slots__ = ("_buffer", "_longest_prefix", "_prefixes", "_stops", "emitted", "stopped")
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = tuple(stop for stop in stops if stop)
+        self._prefixes = frozenset(stop[:k] for stop in self._stops for k in range(1, len(stop)))
+        self._longest_prefix = max((len(stop) - 1 for stop in self._stops), default=0)
+        self._buffer = ""
+        self.emitted = 0  # characters released so far
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """Add generated text; return what can be sent now. After a stop is found, returns ""."""
+        if self.stopped:
+            return ""
+        if not self._stops:
+            self.emitted += len(text)
+            return text
+        buffer = self._buffer + text
+        at = cut_at_stop(buffer, self._stops)
+        if at is not None:
+            self.stopped = True
+            self._buffer = ""
+            self.emitted += at
+            return buffer[:at]
+        hold = self._held_tail(buffer)
+        self._buffer = buffer[len(buffer) - hold :] if hold else ""
+        released = buffer[: len(buffer) - hold]
+        self.emitted += len(released)
+        return released
+
+    def flush(self) -> str:
+        """The held tail, once the generation has ended without completing a stop."""
+        rest, self._buffer = self._buffer, ""
+        self.emitted += len(rest)
+        return rest
+
+    def _held_tail(self, buffer: str) -> int:
+        for size in range(min(len(buffer), self._longest_prefix), 0, -1):
+            if buffer[-size:] in self._prefixes:
+                return size
+        return 0

@@ -1,0 +1,189 @@
+"""OpenAI request -> TGI `parameters`: pure functions, no I/O.
+
+Decisions (PRODUCT.md "Translation decisions"; facts in tgi-protocol.md §2.2 and openai-contract.md §6):
+- `details: true` and an explicit `do_sample` always; `return_full_text: false` so the answer never depends
+  on the model's pipeline tag.
+- `temperature == 0` or `top_p == 0` is greedy: `do_sample: false` and no warper at all (temperature, top_p,
+  top_k, typical_p), because TGI keeps sampling while any warper is set (easyllm.md §6 item 10).
+- `top_p >= 1` is OpenAI's "off" and TGI rejects it, so it is left out.
+- Values TGI cannot honour are refused by name rather than silently dropped; neutral values pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from server.errors import InvalidRequest
+from server.schemas.openai import ChatCompletionRequest, CompletionRequest, SamplingFields
+from server.schemas.tgi import GenerateParameters
+from server.upstream.base import Limits
+
+__all__ = ["Plan", "chat_plan", "completion_plan", "prompts_of", "stop_list", "with_defaults"]
+
+RequestT = TypeVar("RequestT", bound=SamplingFields)
+
+_PASSTHROUGH = ("repetition_penalty", "truncate", "watermark", "adapter_id")
+_WARPERS = ("top_k", "typical_p")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to ask the upstream for each choice, and how to shape the answer."""
+
+    parameters: GenerateParameters
+    n: int
+    stops: tuple[str, ...]  # every stop the proxy enforces (request, template, config)
+    top_logprobs: int | None  # None: no logprobs requested
+    stream: bool
+    include_usage: bool
+
+    def for_choice(self, j: int) -> GenerateParameters:
+        """Parameters of the j-th of `n` choices: a given seed becomes seed + j so choices differ."""
+        seed = self.parameters.get("seed")
+        if j == 0 or seed is None:
+            return self.parameters
+        return {**self.parameters, "seed": seed + j}
+
+
+def with_defaults(request: RequestT, defaults: dict[str, Any]) -> RequestT:
+    """Fill fields the client left out from the model's configured `defaults`."""
+    missing = {key: value for key, value in defaults.items() if getattr(request, key, None) is None}
+    return request.model_copy(update=missing) if missing else request
+
+
+def stop_list(request_stop: str | Sequence[str] | None, *extra: Sequence[str]) -> tuple[str, ...]:
+    stops = [request_stop] if isinstance(request_stop, str) else list(request_stop or ())
+    for more in extra:
+        stops.extend(more)
+    return tuple(dict.fromkeys(stop for stop in stops if stop))
+
+
+def chat_plan(
+    request: ChatCompletionRequest, limits: Limits, *, max_new_tokens: int | None, stops: tuple[str, ...]
+) -> Plan:
+    if request.top_logprobs and not request.logprobs:
+        raise InvalidRequest("`top_logprobs` requires `logprobs` to be true.", param="top_logprobs")
+    top = (request.top_logprobs or 0) if request.logprobs else None
+    if top is not None and top > limits.max_top_n_tokens:
+        raise InvalidRequest(
+            f"`top_logprobs` must be at most {limits.max_top_n_tokens} for this model, got {top}.",
+            param="top_logprobs",
+        )
+    parameters = _sampling(request, limits, max_new_tokens, stops, top or 0)
+    grammar = _grammar(request.response_format)
+    if grammar is not None:
+        if request.grammar is not None:
+            raise InvalidRequest("Give either `response_format` or `grammar`, not both.", param="grammar")
+        parameters["grammar"] = grammar
+    return _plan(request, parameters, stops, top)
+
+
+def completion_plan(request: CompletionRequest, limits: Limits, *, max_new_tokens: int, stops: tuple[str, ...]) -> Plan:
+    if request.suffix:
+        raise InvalidRequest("`suffix` is not supported by this model.", param="suffix")
+    top = request.logprobs
+    if top is not None and top > limits.max_top_n_tokens:
+        raise InvalidRequest(
+            f"`logprobs` must be at most {limits.max_top_n_tokens} for this model, got {top}.",
+            param="logprobs",
+        )
+    parameters = _sampling(request, limits, max_new_tokens, stops, top or 0)
+    if request.best_of is not None and request.best_of > 1:
+        if request.stream:
+            raise InvalidRequest("`best_of` cannot be used with `stream`.", param="best_of")
+        if request.best_of > limits.max_best_of:
+            raise InvalidRequest(f"`best_of` must be at most {limits.max_best_of}.", param="best_of")
+        if request.best_of < (request.n or 1):
+            raise InvalidRequest("`best_of` must be greater than or equal to `n`.", param="best_of")
+        parameters["best_of"] = request.best_of
+    grammar = _grammar(request.response_format)
+    if grammar is not None:
+        parameters["grammar"] = grammar
+    return _plan(request, parameters, stops, top)
+
+
+def prompts_of(request: CompletionRequest) -> list[str]:
+    prompt = request.prompt
+    if isinstance(prompt, str):
+        return [prompt]
+    if not prompt:
+        raise InvalidRequest("`prompt` must not be an empty array.", param="prompt", code="empty_array")
+    if all(isinstance(item, str) for item in prompt):
+        return [item for item in prompt if isinstance(item, str)]
+    raise InvalidRequest(
+        "Prompts given as token ids are not supported: send the prompt as a string or a list of strings.",
+        param="prompt",
+    )
+
+
+def _plan(request: SamplingFields, parameters: GenerateParameters, stops: tuple[str, ...], top: int | None) -> Plan:
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    if request.stream_options is not None and not request.stream:
+        raise InvalidRequest(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
+    return Plan(parameters, request.n or 1, stops, top, bool(request.stream), include_usage)
+
+
+def _sampling(
+    request: SamplingFields, limits: Limits, max_new_tokens: int | None, stops: tuple[str, ...], top_n: int
+) -> GenerateParameters:
+    if request.presence_penalty:
+        raise InvalidRequest(
+            "`presence_penalty` is not supported by text-generation-inference; use `frequency_penalty` "
+            "or `repetition_penalty`.",
+            param="presence_penalty",
+        )
+    if request.logit_bias:
+        raise InvalidRequest("`logit_bias` is not supported by this model.", param="logit_bias")
+    greedy = request.temperature == 0 or request.top_p == 0
+    parameters: GenerateParameters = {"do_sample": not greedy, "details": True, "return_full_text": False}
+    if max_new_tokens is not None:
+        parameters["max_new_tokens"] = max_new_tokens
+    if not greedy:
+        if request.temperature is not None:
+            parameters["temperature"] = request.temperature
+        if request.top_p is not None and request.top_p < 1:
+            parameters["top_p"] = request.top_p
+        for name in _WARPERS:
+            value = getattr(request, name)
+            if value is not None:
+                parameters[name] = value  # type: ignore[literal-required]
+    if request.frequency_penalty:
+        parameters["frequency_penalty"] = request.frequency_penalty
+    if request.seed is not None:
+        parameters["seed"] = request.seed
+    if stops:
+        # TGI refuses more than max_stop_sequences; the proxy enforces the rest itself.
+        parameters["stop"] = list(stops[: limits.max_stop_sequences])
+    if top_n:
+        parameters["top_n_tokens"] = top_n
+    for name in _PASSTHROUGH:
+        value = getattr(request, name)
+        if value is not None:
+            parameters[name] = value  # type: ignore[literal-required]
+    if request.grammar is not None:
+        parameters["grammar"] = request.grammar
+    return parameters
+
+
+def _grammar(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """OpenAI `response_format` -> TGI `grammar` (which needs a schema with top-level `properties`)."""
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind in (None, "text"):
+        return None
+    if kind == "json_object":
+        return {"type": "json", "value": {"type": "object", "properties": {}}}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "`response_format.json_schema.schema` must be a JSON schema object.", param="response_format"
+            )
+        return {"type": "json", "value": schema}
+    raise InvalidRequest(f"Unsupported `response_format` type {kind!r}.", param="response_format")

@@ -1,0 +1,22 @@
+"""Backends the proxy can talk to. Only this package imports httpx."""
+
+from __future__ import annotations
+
+import httpx
+
+from server.config import ConfigError, UpstreamConfig
+from server.upstream.base import Generated, Limits, Upstream
+from server.upstream.tgi import TGIClient
+
+__all__ = ["Generated", "Limits", "Transport", "Upstream", "connect"]
+
+Transport = httpx.AsyncBaseTransport
+
+
+def connect(config: UpstreamConfig, *, transport: Transport | None = None, where: str = "upstream") -> Upstream:
+    """The client for one configured upstream; `transport` lets tests put a fake behind it."""
+    if config.kind == "tgi":
+        return TGIClient(config, transport=transport)
+    raise ConfigError(
+        f"config error at {where}.kind: upstream kind '{config.kind}' is not available in this version (supported: tgi)"
+    )

@@ -1,0 +1,40 @@
+"""What the request path needs from any text-generation backend; `server.upstream.tgi` implements it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from server.schemas.tgi import GenerateParameters, GenerateResponse, StreamResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The upstream's validation limits (TGI `/info`), with TGI's launcher defaults until it answers."""
+
+    max_total_tokens: int | None = None
+    max_input_tokens: int | None = None
+    max_stop_sequences: int = 4
+    max_top_n_tokens: int = 5
+    max_best_of: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    response: GenerateResponse
+    prompt_tokens: int | None  # from the `x-prompt-tokens` header when the upstream sends it
+
+
+class Upstream(Protocol):
+    async def generate(self, prompt: str, parameters: GenerateParameters) -> Generated: ...
+
+    def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[StreamResponse]:
+        """Events up to and including the final one; closing the iterator closes the upstream request."""
+        ...
+
+    async def limits(self) -> Limits: ...
+
+    async def count_tokens(self, prompt: str) -> int | None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,82 @@
+"""Map what TGI reports (HTTP status, `{"error", "error_type"}` bodies, in-stream error events, transport
+failures) onto the proxy's error hierarchy. Table: tgi-protocol.md §2.6; OpenAI side: PRODUCT.md §Errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from server.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    ProxyError,
+    RequestTooLarge,
+    UpstreamError,
+    UpstreamFailed,
+    UpstreamLoading,
+    UpstreamOverloaded,
+    UpstreamTimeout,
+)
+
+# TGI names the failing parameter in backticks: "Input validation error: `top_p` must be > 0.0 and < 1.0".
+_BACKTICKED = re.compile(r"`([a-z_]+)`")
+_CONTEXT_MARKERS = ("`inputs` tokens + `max_new_tokens`", "`inputs` must have less than")
+
+
+def from_tgi_error(status: int | None, body: Any, retry_after: str | None = None) -> ProxyError:
+    """`status` is None for an error event inside a 200 stream."""
+    message, error_type = _message_and_type(body)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        status = body["error"].get("http_status_code", status)
+    if error_type == "validation" or status in (400, 422):
+        return _validation_error(message)
+    if error_type == "overloaded" or status == 429:
+        return UpstreamOverloaded(message, headers={"retry-after": retry_after or "1"})
+    if error_type in {"generation", "incomplete_generation", "incomplete_generation_stream"} or status in (
+        424,
+        500,
+    ):
+        return UpstreamFailed(message, code=f"upstream_{error_type or 'generation'}_error")
+    if status == 503:
+        return UpstreamLoading(message, headers={"retry-after": retry_after or "5"})
+    if status == 413:
+        return RequestTooLarge(f"the upstream refused the request as too large: {message}")
+    if status in (401, 403):
+        return UpstreamError(f"the upstream refused the proxy's credentials (HTTP {status})", code="upstream_auth")
+    if status == 504:
+        return UpstreamTimeout(message)
+    return UpstreamError(f"the upstream answered HTTP {status}: {message}" if status else message)
+
+
+def from_transport_error(exc: httpx.HTTPError, upstream: str) -> ProxyError:
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"the upstream {upstream} did not answer in time ({type(exc).__name__})")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamError(f"the upstream {upstream} cannot be reached", code="upstream_unreachable")
+    return UpstreamError(
+        f"the connection to the upstream {upstream} failed ({type(exc).__name__})", code="upstream_connection"
+    )
+
+
+def _message_and_type(body: Any) -> tuple[str, str | None]:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):  # TGI Messages API in-stream shape {"error": {"message", ...}}
+            return str(error.get("message") or "upstream error"), None
+        if error is not None:
+            error_type = body.get("error_type")
+            return str(error), str(error_type) if error_type is not None else None
+    if isinstance(body, str | bytes) and body:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        return text[:500], None
+    return "the upstream gave no reason", None
+
+
+def _validation_error(message: str) -> InvalidRequest:
+    if any(marker in message for marker in _CONTEXT_MARKERS):
+        return ContextLengthExceeded(message, param="inputs")
+    match = _BACKTICKED.search(message)
+    return InvalidRequest(message, param=match.group(1) if match else None, code="upstream_validation_error")
