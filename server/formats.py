@@ -150,15 +150,20 @@ class CompletionFormat(_Base):
 
     def __init__(self, model: str, *, include_usage: bool, top_logprobs: int) -> None:
         super().__init__(model, include_usage=include_usage, top_logprobs=top_logprobs)
-        self._offsets: dict[int, int] = {}  # per choice: characters sent so far (text_offset)
+        self._offsets: dict[int, int] = {}  # per choice: text_offset of its next logprob token
 
     def start(self, index: int, prefix: str) -> bytes:
         self._offsets[index] = 0
         return self.content(index, prefix, None) if prefix else b""
 
     def content(self, index: int, text: str, logprobs: list[TokenLogprob] | None) -> bytes:
-        lp = b"null" if logprobs is None else orjson.dumps(self._logprobs(index, text, logprobs))
-        self._offsets[index] = self._offsets.get(index, 0) + len(text)
+        if logprobs is None:
+            lp = b"null"
+            self._offsets[index] = self._offsets.get(index, 0) + len(text)
+        else:
+            # Offsets follow the tokens, not this chunk's text: a token held back by stop checking is sent
+            # after text that follows it, and must keep the offset where it starts.
+            lp = orjson.dumps(self._logprobs(index, text, logprobs))
         return b'%s%d,"text":%s,"logprobs":%s,"finish_reason":null}]%s' % (
             self._head,
             index,
@@ -202,4 +207,5 @@ class CompletionFormat(_Base):
             tops.append(top)
             offsets.append(offset)
             offset += len(token)
+        self._offsets[index] = offset
         return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}

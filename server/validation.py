@@ -33,7 +33,17 @@ def parse_request(body: bytes, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        raise _to_invalid_request(exc.errors(include_url=False)[0]) from None
+        raise _to_invalid_request(_most_specific(exc.errors(include_url=False))) from None
+
+
+def _most_specific(errors: list[ErrorDetails]) -> ErrorDetails:
+    """The first error, unless it is one union member's type mismatch and another member of the same field
+    broke a constraint: `stop` with 5 strings is "too long", not "not a string"."""
+    first = errors[0]
+    if not first["type"].endswith("_type"):
+        return first
+    param = _param(first["loc"])
+    return next((e for e in errors if not e["type"].endswith("_type") and _param(e["loc"]) == param), first)
 
 
 def _to_invalid_request(error: ErrorDetails) -> InvalidRequest:

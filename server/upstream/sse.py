@@ -13,22 +13,25 @@ __all__ = ["SSEDecoder"]
 
 
 class SSEDecoder:
-    __slots__ = ("_data", "_pending")
+    __slots__ = ("_after_cr", "_data", "_pending")
 
     def __init__(self) -> None:
         self._pending = b""
         self._data: list[bytes] = []
+        self._after_cr = False  # the last chunk ended in CR: an LF starting the next one is its CRLF's second half
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add received bytes; return the data of every event completed by them."""
+        if self._after_cr and chunk:
+            self._after_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         buffer = self._pending + chunk if self._pending else chunk
         if b"\r" in buffer:
-            # A trailing CR may be the first half of CRLF: keep it until the next chunk says.
-            held = buffer.endswith(b"\r")
-            buffer = buffer[:-1] if held else buffer
+            # A trailing CR ends its line now (a lone CR is a line end, and an event must not wait for the
+            # next chunk); only an LF that follows it is remembered as already counted.
+            self._after_cr = buffer.endswith(b"\r")
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if held:
-                buffer += b"\r"
         lines = buffer.split(b"\n")
         self._pending = lines.pop()
         events: list[bytes] = []
@@ -46,4 +49,4 @@ class SSEDecoder:
 
     def has_partial_event(self) -> bool:
         """True when bytes of an unfinished event are buffered (the upstream stopped mid-event)."""
-        return bool(self._data or self._pending.strip(b"\r"))
+        return bool(self._data or self._pending)
