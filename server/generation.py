@@ -96,9 +96,7 @@ async def open_stream(
         if done:
             first.result()  # raises the upstream's error before any byte is sent
     except BaseException:
-        first.cancel()
-        await events.aclose()
-        await merged.aclose()
+        await _close(merged, events, first)
         raise
     return _render(upstream, jobs, plan, fmt, merged, events, first)
 
@@ -124,7 +122,10 @@ async def _render(
             start = fmt.start(job.index, job.prefix)
             if start:
                 yield start
-        item: tuple[Job, StreamResponse] | None = await first
+        # Not `await first`: a cancelled awaiter would re-cancel `first` on every anyio retry, cutting short
+        # httpx's own cleanup and leaking the upstream connection. `wait` keeps the two apart.
+        await asyncio.wait({first})
+        item: tuple[Job, StreamResponse] | None = first.result()
         while item is not None:
             job, event = item
             if job.index in prompt_tokens:  # this choice has finished: late events are dropped
@@ -164,8 +165,32 @@ async def _render(
         yield error_event(exc)
         yield DONE
     finally:
-        await events.aclose()
-        await merged.aclose()
+        await _close(merged, events, first)
+
+
+async def _close(
+    merged: MergedStreams,
+    events: AsyncGenerator[tuple[Job, StreamResponse], None],
+    first: asyncio.Future[tuple[Job, StreamResponse]],
+) -> None:
+    """Stop every upstream call, in a task of its own: sse-starlette cancels a departed client's stream
+    through an anyio cancel scope, which re-cancels every await of ours, and the upstream connections must
+    still be closed properly."""
+    await asyncio.shield(asyncio.ensure_future(_shutdown(merged, events, first)))
+
+
+async def _shutdown(
+    merged: MergedStreams,
+    events: AsyncGenerator[tuple[Job, StreamResponse], None],
+    first: asyncio.Future[tuple[Job, StreamResponse]],
+) -> None:
+    # The first event may still be awaited by its own task, which is then running the generator: cancel it
+    # and let it finish before closing the generator.
+    if not first.done():
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    await events.aclose()
+    await merged.aclose()
 
 
 async def _prompt_tokens(upstream: Upstream, jobs: Sequence[Job], counted: dict[int, int | None]) -> int:

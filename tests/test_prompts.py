@@ -259,8 +259,7 @@ def test_builtin_bos_and_eos_can_be_overridden() -> None:
     template = load("llama2", bos_token="<B>", eos_token="<E>")
     assert template.render(MULTI_TURN).text == "[INST] U1 [/INST] A1 <E><B>[INST] U2 [/INST]"
     assert (
-        load("vicuna", eos_token="<E>").render(MULTI_TURN).text
-        == "USER: U1\nASSISTANT: A1<E>\nUSER: U2\nASSISTANT: "
+        load("vicuna", eos_token="<E>").render(MULTI_TURN).text == "USER: U1\nASSISTANT: A1<E>\nUSER: U2\nASSISTANT: "
     )
 
 
@@ -278,8 +277,7 @@ PREFILLS = {
     "anthropic": "\n\nHuman: Hi\n\nAssistant: Sure",
     "chatml": "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nSure",
     "llama3": (
-        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
-        "<|start_header_id|>assistant<|end_header_id|>\n\nSure"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nSure"
     ),
     "mistral": " [INST] Hi [/INST] Sure",
     "zephyr": "<|user|>\nHi</s>\n<|assistant|>\nSure",
@@ -349,8 +347,7 @@ LATE_SYSTEM: Messages = [*MULTI_TURN[:2], {"role": "system", "content": "Be brie
     [
         (
             "stablebeluga",
-            "### User:\nU1\n\n### Assistant:\nA1\n\n"
-            "### System:\nBe brief.\n\n### User:\nU2\n\n### Assistant:",
+            "### User:\nU1\n\n### Assistant:\nA1\n\n### System:\nBe brief.\n\n### User:\nU2\n\n### Assistant:",
         ),
         ("falcon", "User: U1\nFalcon: A1\nSystem: Be brief.\nUser: U2\nFalcon: "),
         (
@@ -400,9 +397,7 @@ def test_normalize_messages_joins_text_parts_and_keeps_tool_keys() -> None:
 
 
 def test_text_parts_reach_the_template_as_one_string() -> None:
-    messages: Messages = [
-        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
-    ]
+    messages: Messages = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
     assert render("vicuna", messages) == "USER: a\nb\nASSISTANT: "
 
 
@@ -454,9 +449,7 @@ def test_inline_template() -> None:
 
 
 def test_inline_template_follows_transformers_whitespace_rules() -> None:
-    source = (
-        "{% for m in messages %}\n  {% if m.role == 'user' %}\n{{ m.content }}\n  {% endif %}\n{% endfor %}"
-    )
+    source = "{% for m in messages %}\n  {% if m.role == 'user' %}\n{{ m.content }}\n  {% endif %}\n{% endfor %}"
     assert render(source, [*HELLO, *HELLO]) == "Hello!\nHello!\n"
 
 
