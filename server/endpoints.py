@@ -57,9 +57,12 @@ async def completion_work(request: CompletionRequest, model: ServedModel) -> Wor
     limits = await model.upstream.limits()
     max_tokens = request.max_tokens if request.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
     plan = completion_plan(request, limits, max_new_tokens=max_tokens, stops=stop_list(request.stop, model.config.stop))
-    prefix = bool(request.echo)
+    echo = bool(request.echo)
+    if echo and plan.top_logprobs is not None and not plan.stream:
+        # The prompt's own logprobs come from TGI's prefill details, which it refuses to stream.
+        plan.parameters["decoder_input_details"] = True
     jobs = [
-        Job(i * plan.n + j, prompt, i, plan.for_choice(j), prompt if prefix else "")
+        Job(i * plan.n + j, prompt, i, plan.for_choice(j), prompt if echo else "")
         for i, prompt in enumerate(prompts)
         for j in range(plan.n)
     ]

@@ -41,6 +41,8 @@ class ChoiceResult:
     finish_reason: str
     logprobs: list[TokenLogprob] | None
     prefix: str = ""  # completions `echo`: the prompt, sent before the generated text
+    # completions `echo` with `logprobs`: the prompt's tokens (TGI prefill); the first has no logprob
+    prompt_logprobs: list[tuple[str, float | None]] | None = None
 
 
 class Format(Protocol):
@@ -183,8 +185,10 @@ class CompletionFormat(_Base):
     def response(self, choices: Sequence[ChoiceResult], usage: Usage) -> dict[str, Any]:
         rendered = []
         for c in choices:
-            self._offsets[c.index] = len(c.prefix)
+            self._offsets[c.index] = 0 if c.prompt_logprobs else len(c.prefix)
             logprobs = None if c.logprobs is None else self._logprobs(c.index, c.text, c.logprobs)
+            if logprobs is not None and c.prompt_logprobs:
+                logprobs = _join(self._prompt_logprobs(c.prompt_logprobs), logprobs, len(c.prefix))
             rendered.append(
                 {
                     "text": c.prefix + c.text,
@@ -209,3 +213,28 @@ class CompletionFormat(_Base):
             offset += len(token)
         self._offsets[index] = offset
         return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
+
+    def _prompt_logprobs(self, prompt: list[tuple[str, float | None]]) -> dict[str, Any]:
+        offset = 0
+        offsets = []
+        for token, _ in prompt:
+            offsets.append(offset)
+            offset += len(token)
+        return {
+            "tokens": [token for token, _ in prompt],
+            "token_logprobs": [value for _, value in prompt],
+            # OpenAI gives the first prompt token neither a logprob nor alternatives
+            "top_logprobs": [None if value is None else {token: value} for token, value in prompt],
+            "text_offset": offsets,
+        }
+
+
+def _join(prompt: dict[str, Any], generated: dict[str, Any], prompt_length: int) -> dict[str, Any]:
+    """Prompt logprobs then generated ones; generated offsets count from the start of the echoed prompt."""
+    shifted = [offset + prompt_length for offset in generated["text_offset"]]
+    return {
+        "tokens": prompt["tokens"] + generated["tokens"],
+        "token_logprobs": prompt["token_logprobs"] + generated["token_logprobs"],
+        "top_logprobs": prompt["top_logprobs"] + generated["top_logprobs"],
+        "text_offset": prompt["text_offset"] + shifted,
+    }

@@ -73,8 +73,14 @@ async def _complete_one(upstream: Upstream, job: Job, plan: Plan) -> tuple[Choic
     if prompt_tokens is None:
         prompt_tokens = await upstream.count_tokens(job.prompt) or 0
     completion_tokens = details["generated_tokens"] if details is not None else state.generated_tokens
+    prefill = details.get("prefill") if details is not None else None
     choice = ChoiceResult(
-        job.index, "".join(text), reason, logprobs if plan.top_logprobs is not None else None, job.prefix
+        job.index,
+        "".join(text),
+        reason,
+        logprobs if plan.top_logprobs is not None else None,
+        job.prefix,
+        [(token["text"], token["logprob"]) for token in prefill] if prefill and job.prefix else None,
     )
     return choice, prompt_tokens, completion_tokens
 

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
 from server.upstream.sse import SSEDecoder
-
-_HERE = Path(__file__).parent / "fixtures" / "tgi"
-_SHARED = Path("/work/shared/fixtures/tgi")
+from tests.fake_tgi import load_fixture
 
 FLAN_T5 = "hfjs_tape_generate_stream_flan_t5_legacy_nospace.sse"
 LLAMA = "hfjs_tape_generate_stream_llama32_3b_tgi3.sse"
 
 
 def fixture_bytes(name: str) -> bytes:
-    """A recorded TGI stream body; the repository copy when present, else the shared one."""
-    for folder in (_HERE, _SHARED):
-        path = folder / name
-        if path.is_file():
-            return path.read_bytes()
-    raise FileNotFoundError(name)
+    return load_fixture(name)
 
 
 def feed_all(chunks: list[bytes]) -> tuple[list[bytes], SSEDecoder]:
