@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import __version__
+from server.auth import ApiKeyMiddleware
 from server.config import Settings
 from server.errors import HTTPFailure, InvalidRequest, ProxyError
 from server.models import build_registry
@@ -45,6 +46,8 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
     app.state.models = registry
     app.include_router(router)
     _install_error_handlers(app)
+    if settings.server.api_keys:
+        app.add_middleware(ApiKeyMiddleware, keys=[key.get_secret_value() for key in settings.server.api_keys])
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -107,10 +110,13 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ProxyError as exc:  # raised by middleware, outside the app's own handlers
+            if started:
+                raise
+            await _error_response(exc)(scope, receive, send_with_id)
         except Exception:
             logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
             failure = ProxyError("The server had an error while processing your request.")
-            response = _error_response(failure)
-            await response(scope, receive, send_with_id)
+            await _error_response(failure)(scope, receive, send_with_id)

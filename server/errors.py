@@ -4,6 +4,7 @@
     ├── HTTPFailure                404/405/... from routing, status as given
     ├── InvalidRequest             400 invalid_request_error, `param` names the field
     │   └── ContextLengthExceeded  400 code context_length_exceeded
+    ├── AuthenticationFailed       401 code invalid_api_key
     ├── ModelNotFound              404 code model_not_found
     ├── RequestTooLarge            413
     └── UpstreamError              502 upstream answered something unusable or could not be reached
@@ -25,6 +26,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "AuthenticationFailed",
     "ContextLengthExceeded",
     "HTTPFailure",
     "InvalidRequest",
@@ -94,6 +96,14 @@ class ContextLengthExceeded(InvalidRequest):
     """Prompt plus requested tokens do not fit the model's context."""
 
     default_code = "context_length_exceeded"
+
+
+class AuthenticationFailed(ProxyError):
+    """No API key, or not one of `server.api_keys`."""
+
+    status = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
 
 
 class ModelNotFound(ProxyError):

@@ -82,6 +82,16 @@ async def health() -> Response:
     return JSONBody({"status": "ok"})
 
 
+@router.get("/ready")
+async def ready(request: Request) -> Response:
+    """Readiness: every model's upstream answers its health check (checked now, concurrently)."""
+    models = list(_registry(request))
+    results = await asyncio.gather(*(model.upstream.healthy() for model in models))
+    upstreams = {model.name: "ok" if ok else "unavailable" for model, ok in zip(models, results, strict=True)}
+    ok = all(results)
+    return JSONBody({"status": "ready" if ok else "unavailable", "models": upstreams}, status_code=200 if ok else 503)
+
+
 async def _serve(
     request: Request,
     schema: type[RequestModel],

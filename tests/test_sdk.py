@@ -166,7 +166,8 @@ def test_completions_echo_and_logprobs(live: Live) -> None:
     lp = choice.logprobs
     assert lp.tokens is not None and lp.token_logprobs is not None and lp.top_logprobs is not None
     assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset or [])
-    assert all(1 <= len(top) <= 3 for top in lp.top_logprobs)
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None  # the first prompt token
+    assert all(1 <= len(top) <= 3 for top in lp.top_logprobs[1:])
 
 
 def test_sdk_raises_on_errors(live: Live) -> None:

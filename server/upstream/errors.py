@@ -51,14 +51,13 @@ def from_tgi_error(status: int | None, body: Any, retry_after: str | None = None
     return UpstreamError(f"the upstream answered HTTP {status}: {message}" if status else message)
 
 
-def from_transport_error(exc: httpx.HTTPError, upstream: str) -> ProxyError:
+def from_transport_error(exc: httpx.HTTPError) -> ProxyError:
+    """Clients are not told the upstream's address (it is internal, and may carry credentials)."""
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout(f"the upstream {upstream} did not answer in time ({type(exc).__name__})")
+        return UpstreamTimeout(f"The upstream did not answer in time ({type(exc).__name__}).")
     if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(f"the upstream {upstream} cannot be reached", code="upstream_unreachable")
-    return UpstreamError(
-        f"the connection to the upstream {upstream} failed ({type(exc).__name__})", code="upstream_connection"
-    )
+        return UpstreamError("The upstream cannot be reached.", code="upstream_unreachable")
+    return UpstreamError(f"The connection to the upstream failed ({type(exc).__name__}).", code="upstream_connection")
 
 
 def _message_and_type(body: Any) -> tuple[str, str | None]:

@@ -7,6 +7,7 @@ batch when its connection goes (tgi-protocol.md §2.5): that is how a client's d
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,8 @@ from server.upstream.errors import from_tgi_error, from_transport_error
 from server.upstream.sse import SSEDecoder
 
 __all__ = ["TGIClient"]
+
+logger = logging.getLogger(__name__)
 
 # After /info fails (upstream down at start, or a server without it), use defaults for this long.
 _INFO_RETRY_SECONDS = 10.0
@@ -50,7 +53,7 @@ class TGIClient:
         try:
             response = await self._client.post("/generate", content=_body(prompt, parameters))
         except httpx.HTTPError as exc:
-            raise from_transport_error(exc, self._base_url) from None
+            raise self._transport_error(exc) from None
         if response.status_code != 200:
             raise _status_error(response)
         try:
@@ -76,7 +79,7 @@ class TGIClient:
                         if event["generated_text"] is not None:
                             return
         except httpx.HTTPError as exc:
-            raise from_transport_error(exc, self._base_url) from None
+            raise self._transport_error(exc) from None
         raise UpstreamError("the upstream stream ended before its final event", code="incomplete_generation_stream")
 
     async def limits(self) -> Limits:
@@ -111,8 +114,22 @@ class TGIClient:
             return None
         return len(tokens) if isinstance(tokens, list) else None
 
+    async def healthy(self) -> bool:
+        """TGI's `/health`: 200 once its model is loaded and a shard answers."""
+        try:
+            response = await self._client.get("/health", timeout=self._connect_timeout)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def _transport_error(self, exc: httpx.HTTPError) -> Exception:
+        # The address goes to the log for operators, never to clients; no userinfo, so no credentials.
+        url = self._client.base_url
+        logger.warning("upstream %s://%s:%s failed: %s", url.scheme, url.host, url.port or "", type(exc).__name__)
+        return from_transport_error(exc)
 
 
 def _body(prompt: str, parameters: GenerateParameters) -> bytes:

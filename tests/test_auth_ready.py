@@ -1,0 +1,78 @@
+"""`server.api_keys` and `/ready`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import openai
+import pytest
+
+from server.app import create_app
+from tests.conftest import MODEL, SettingsFactory
+from tests.fake_tgi import FakeTGI
+from tests.loopback import LoopbackServer
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+async def locked(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(server={"api_keys": ["sk-right", "sk-other"]})
+    app = create_app(settings, upstream_transport=httpx.ASGITransport(fake_tgi.app))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
+        yield http
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer sk-wrong", "sk-right", "Basic sk-right", "Bearer "])
+async def test_missing_or_wrong_key_is_401(locked: httpx.AsyncClient, authorization: str | None) -> None:
+    headers = {"authorization": authorization} if authorization is not None else {}
+    for response in (
+        await locked.post("/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES}, headers=headers),
+        await locked.get("/v1/models", headers=headers),
+    ):
+        assert response.status_code == 401
+        assert response.json() == {
+            "error": {
+                "message": response.json()["error"]["message"],
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_api_key",
+            }
+        }
+        assert response.headers["x-request-id"]
+        assert "sk-right" not in response.text
+
+
+async def test_right_key_open_paths_and_preflight(locked: httpx.AsyncClient) -> None:
+    for key in ("sk-right", "sk-other"):
+        response = await locked.get("/v1/models", headers={"authorization": f"Bearer {key}"})
+        assert response.status_code == 200
+    assert (await locked.get("/health")).status_code == 200
+    assert (await locked.request("OPTIONS", "/v1/models")).status_code != 401
+
+
+def test_sdk_sees_authentication_error(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> None:
+    with LoopbackServer(fake_tgi.app) as upstream:
+        app = create_app(make_settings(upstream.url, server={"api_keys": ["sk-right"]}))
+        with LoopbackServer(app) as proxy:
+            with pytest.raises(openai.AuthenticationError) as failure:
+                openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-wrong", max_retries=0).models.list()
+            assert failure.value.code == "invalid_api_key"
+            good = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-right", max_retries=0)
+            assert good.completions.create(model=MODEL, prompt="x", max_tokens=1).choices
+
+
+async def test_ready_reflects_upstream_health(client: httpx.AsyncClient, fake_tgi: FakeTGI) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200 and response.json() == {"status": "ready", "models": {MODEL: "ok"}}
+    fake_tgi.healthy = False
+    response = await client.get("/ready")
+    assert response.status_code == 503 and response.json()["models"] == {MODEL: "unavailable"}
+    assert (await client.get("/health")).status_code == 200  # liveness does not depend on the upstream
+
+
+async def test_ready_when_upstream_is_down(make_settings: SettingsFactory) -> None:
+    app = create_app(make_settings("http://127.0.0.1:9"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
+        assert (await http.get("/ready")).status_code == 503
