@@ -71,6 +71,10 @@ class _Base:
         self._head = b"data: " + orjson.dumps(head)[:-1] + b',"choices":[{"index":'
         self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
 
+    def _chunk(self, index: int, fields: bytes) -> bytes:
+        """One streamed choice: the pre-serialised head, the choice's index and fields, the tail."""
+        return b"%s%d,%s}]%s" % (self._head, index, fields, self._tail)
+
     def usage(self, usage: Usage) -> bytes:
         head = {"id": self.id, "object": self.object_name, "created": self.created, "model": self.model}
         return b"data: " + orjson.dumps({**head, "choices": [], "usage": usage.as_dict()}) + b"\n\n"
@@ -93,29 +97,16 @@ class ChatFormat(_Base):
 
     def start(self, index: int, prefix: str) -> bytes:
         del prefix  # chat has no echo
-        return b'%s%d,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]%s' % (
-            self._head,
-            index,
-            self._tail,
-        )
+        return self._chunk(index, b'"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null')
 
     def content(self, index: int, text: str, logprobs: list[TokenLogprob] | None) -> bytes:
         lp = b"null" if logprobs is None else orjson.dumps({"content": self._entries(logprobs), "refusal": None})
-        return b'%s%d,"delta":{"content":%s},"logprobs":%s,"finish_reason":null}]%s' % (
-            self._head,
-            index,
-            orjson.dumps(text),
-            lp,
-            self._tail,
+        return self._chunk(
+            index, b'"delta":{"content":%s},"logprobs":%s,"finish_reason":null' % (orjson.dumps(text), lp)
         )
 
     def finish(self, index: int, reason: str) -> bytes:
-        return b'%s%d,"delta":{},"logprobs":null,"finish_reason":"%s"}]%s' % (
-            self._head,
-            index,
-            reason.encode(),
-            self._tail,
-        )
+        return self._chunk(index, b'"delta":{},"logprobs":null,"finish_reason":"%s"' % reason.encode())
 
     def response(self, choices: Sequence[ChoiceResult], usage: Usage) -> dict[str, Any]:
         return self._envelope(
@@ -166,21 +157,10 @@ class CompletionFormat(_Base):
             # Offsets follow the tokens, not this chunk's text: a token held back by stop checking is sent
             # after text that follows it, and must keep the offset where it starts.
             lp = orjson.dumps(self._logprobs(index, text, logprobs))
-        return b'%s%d,"text":%s,"logprobs":%s,"finish_reason":null}]%s' % (
-            self._head,
-            index,
-            orjson.dumps(text),
-            lp,
-            self._tail,
-        )
+        return self._chunk(index, b'"text":%s,"logprobs":%s,"finish_reason":null' % (orjson.dumps(text), lp))
 
     def finish(self, index: int, reason: str) -> bytes:
-        return b'%s%d,"text":"","logprobs":null,"finish_reason":"%s"}]%s' % (
-            self._head,
-            index,
-            reason.encode(),
-            self._tail,
-        )
+        return self._chunk(index, b'"text":"","logprobs":null,"finish_reason":"%s"' % reason.encode())
 
     def response(self, choices: Sequence[ChoiceResult], usage: Usage) -> dict[str, Any]:
         rendered = []
