@@ -54,6 +54,23 @@ def sse_events(body: str) -> list[str]:
             "decimal_above_max_value",
         ),
         (b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "n": "2"}', "n", "invalid_type"),
+        (b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "top_p": 1.5}', "top_p", None),
+        (b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "n": 129}', "n", None),
+        (
+            b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "frequency_penalty": -3}',
+            "frequency_penalty",
+            None,
+        ),
+        (
+            b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "presence_penalty": 2.5}',
+            "presence_penalty",
+            None,
+        ),
+        (
+            b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "logit_bias": {"5": 101}}',
+            "logit_bias.5",
+            None,
+        ),
         (
             b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}], "stop": ["a","b","c","d","e"]}',
             "stop",

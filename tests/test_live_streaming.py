@@ -99,6 +99,9 @@ def test_slow_first_token_gets_keepalive_then_completes(live: Live) -> None:
     raw = httpx.post(f"{live.url}/v1/chat/completions", json=body, timeout=10).text
     assert raw.startswith(": ping")
     assert raw.endswith("data: [DONE]\n\n")
+    # the SDK skips the comment lines and reads the stream as usual
+    stream = live.sdk().chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, max_tokens=2)
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == " 1"
 
 
 def test_client_leaving_cancels_every_choice_of_n(live: Live) -> None:
