@@ -11,9 +11,11 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,7 +24,7 @@ from server.auth import ApiKeyMiddleware
 from server.config import Settings
 from server.errors import HTTPFailure, InvalidRequest, ProxyError
 from server.models import build_registry
-from server.routes import ClientGone, router
+from server.routes import ClientGone, router, schema_components
 from server.upstream import Transport
 
 __all__ = ["create_app"]
@@ -45,11 +47,23 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
     app.state.settings = settings
     app.state.models = registry
     app.include_router(router)
+    _publish_request_schemas(app)
     _install_error_handlers(app)
     if settings.server.api_keys:
         app.add_middleware(ApiKeyMiddleware, keys=[key.get_secret_value() for key in settings.server.api_keys])
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _publish_request_schemas(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(schema_components())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:

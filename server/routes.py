@@ -24,7 +24,7 @@ from server.models import ModelRegistry, ServedModel
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
 from server.validation import parse_request
 
-__all__ = ["ClientGone", "router"]
+__all__ = ["ClientGone", "router", "schema_components"]
 
 T = TypeVar("T")
 RequestModel = TypeVar("RequestModel", bound=ChatCompletionRequest | CompletionRequest)
@@ -45,11 +45,22 @@ class JSONBody(Response):
         return orjson.dumps(content)
 
 
+_REF_TEMPLATE = "#/components/schemas/{model}"
+
+
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
-    }
+    """The handlers read their body themselves, so the OpenAPI document is told its schema here."""
+    schema = model.model_json_schema(ref_template=_REF_TEMPLATE)
+    schema.pop("$defs", None)  # published once under components, see `schema_components`
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def schema_components() -> dict[str, Any]:
+    """Nested request types the request bodies refer to, for the OpenAPI document's components."""
+    components: dict[str, Any] = {}
+    for model in (ChatCompletionRequest, CompletionRequest):
+        components.update(model.model_json_schema(ref_template=_REF_TEMPLATE).get("$defs", {}))
+    return components
 
 
 @router.post("/v1/chat/completions", openapi_extra=_body_schema(ChatCompletionRequest))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -186,3 +187,13 @@ async def test_model_alias_resolves_to_the_model(client: httpx.AsyncClient) -> N
     response = await client.post(CHAT, json={"model": "test-alias", "messages": MESSAGES, "max_tokens": 1})
     assert response.json()["model"] == MODEL
     assert (await client.get("/models")).json() == models
+
+
+async def test_openapi_document_is_complete(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    chat_body = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]
+    assert "messages" in chat_body["schema"]["properties"]
+    text = orjson.dumps(document).decode()
+    referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
+    assert referenced <= set(document["components"]["schemas"])
+    assert (await client.get("/docs")).status_code == 200
