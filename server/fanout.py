@@ -44,18 +44,18 @@ async def gather_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
 
 _DONE = object()
 
-StreamOpener = Callable[[Job], AsyncIterator[StreamResponse]]
+StreamOpener = Callable[[Job], AsyncIterator[list[StreamResponse]]]
 
 
 class MergedStreams:
     def __init__(self, jobs: Sequence[Job], open_stream: StreamOpener) -> None:
         self._jobs = jobs
         self._open = open_stream
-        self._single: AsyncIterator[StreamResponse] | None = None
+        self._single: AsyncIterator[list[StreamResponse]] | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._queue: asyncio.Queue[tuple[Job, StreamResponse | BaseException | object]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Job, list[StreamResponse] | BaseException | object]] = asyncio.Queue()
 
-    async def events(self) -> AsyncGenerator[tuple[Job, StreamResponse], None]:
+    async def events(self) -> AsyncGenerator[tuple[Job, list[StreamResponse]], None]:
         """The merged events; call `aclose` when done, also after an early exit."""
         if len(self._jobs) == 1:
             job = self._jobs[0]

@@ -15,7 +15,7 @@ from server.choice import ChoiceState, TokenLogprob, openai_finish_reason
 from server.errors import ProxyError
 from server.fanout import Job, MergedStreams, gather_or_cancel
 from server.formats import ChoiceResult, Format, Usage
-from server.schemas.tgi import StreamResponse
+from server.schemas.tgi import StreamDetails, StreamResponse
 from server.translate import Plan
 from server.upstream.base import Upstream
 
@@ -113,14 +113,10 @@ async def _render(
     plan: Plan,
     fmt: Format,
     merged: MergedStreams,
-    events: AsyncGenerator[tuple[Job, StreamResponse], None],
-    first: asyncio.Future[tuple[Job, StreamResponse]],
+    events: AsyncGenerator[tuple[Job, list[StreamResponse]], None],
+    first: asyncio.Future[tuple[Job, list[StreamResponse]]],
 ) -> AsyncIterator[bytes]:
-    want_logprobs = plan.top_logprobs is not None
-    states = {job.index: ChoiceState(plan.stops, want_logprobs=want_logprobs) for job in jobs}
-    prompt_tokens: dict[int, int | None] = {}
-    completion_tokens = 0
-    open_choices = len(jobs)
+    tally = _Tally(jobs, plan, fmt)
     try:
         if not first.done():
             yield PING
@@ -131,41 +127,25 @@ async def _render(
         # Not `await first`: a cancelled awaiter would re-cancel `first` on every anyio retry, cutting short
         # httpx's own cleanup and leaking the upstream connection. `wait` keeps the two apart.
         await asyncio.wait({first})
-        item: tuple[Job, StreamResponse] | None = first.result()
+        item: tuple[Job, list[StreamResponse]] | None = first.result()
         while item is not None:
-            job, event = item
-            if job.index in prompt_tokens:  # this choice has finished: late events are dropped
-                item = await anext(events, None)
-                continue
-            state = states[job.index]
-            piece = state.add(event["token"], event.get("top_tokens"))
-            if piece.text or piece.logprobs:
-                yield fmt.content(job.index, piece.text, piece.logprobs)
-            details = event["details"]
-            if state.stopped or event["generated_text"] is not None:
-                rest = state.finish()
-                if rest.text or rest.logprobs:
-                    yield fmt.content(job.index, rest.text, rest.logprobs)
-                reason = (
-                    "stop"
-                    if state.stopped_by_proxy
-                    else openai_finish_reason(details["finish_reason"] if details else None)
-                )
-                yield fmt.finish(job.index, reason)
-                completion_tokens += (
-                    details["generated_tokens"] if details and not state.stopped_by_proxy else state.generated_tokens
-                )
-                prompt_tokens[job.index] = details.get("input_length") if details else None
-                open_choices -= 1
-                if open_choices == 0:
+            job, batch = item
+            # Events that arrived together leave together: one write instead of one per token.
+            out: list[bytes] = []
+            finished = tally.take(job, batch, out)
+            if out:
+                yield b"".join(out)
+            if finished:
+                if tally.open_choices == 0:
                     break
                 merged.stop(job)
             item = await anext(events, None)
-        if open_choices:
+        if tally.open_choices:
             # the merged stream ended without a final event for some choice: the upstream misbehaved
             raise ProxyError("The upstream stream ended before every choice finished.")
         if plan.include_usage:
-            yield fmt.usage(Usage(await _prompt_tokens(upstream, jobs, prompt_tokens), completion_tokens))
+            prompt_tokens = await _prompt_tokens(upstream, jobs, tally.prompt_tokens)
+            yield fmt.usage(Usage(prompt_tokens, tally.completion_tokens))
         yield DONE
     except Exception as exc:  # after the first byte, every failure is reported in-band
         yield error_event(exc)
@@ -174,10 +154,48 @@ async def _render(
         await _close(merged, events, first)
 
 
+class _Tally:
+    """A stream's choices as they progress, and the usage they add up to."""
+
+    def __init__(self, jobs: Sequence[Job], plan: Plan, fmt: Format) -> None:
+        want_logprobs = plan.top_logprobs is not None
+        self._states = {job.index: ChoiceState(plan.stops, want_logprobs=want_logprobs) for job in jobs}
+        self._fmt = fmt
+        self.prompt_tokens: dict[int, int | None] = {}  # per finished choice, from TGI's final details
+        self.completion_tokens = 0
+        self.open_choices = len(jobs)
+
+    def take(self, job: Job, batch: list[StreamResponse], out: list[bytes]) -> bool:
+        """Render a batch of one choice's events into `out`; True when the choice has just finished."""
+        if job.index in self.prompt_tokens:  # already finished: late events are dropped
+            return False
+        state = self._states[job.index]
+        content = self._fmt.content
+        for event in batch:
+            piece = state.add(event["token"], event.get("top_tokens"))
+            if piece.text or piece.logprobs:
+                out.append(content(job.index, piece.text, piece.logprobs))
+            if state.stopped or event["generated_text"] is not None:
+                self._finish(job, state, event["details"], out)
+                return True
+        return False
+
+    def _finish(self, job: Job, state: ChoiceState, details: StreamDetails | None, out: list[bytes]) -> None:
+        rest = state.finish()
+        if rest.text or rest.logprobs:
+            out.append(self._fmt.content(job.index, rest.text, rest.logprobs))
+        by_proxy = state.stopped_by_proxy
+        reason = "stop" if by_proxy else openai_finish_reason(details["finish_reason"] if details else None)
+        out.append(self._fmt.finish(job.index, reason))
+        self.completion_tokens += details["generated_tokens"] if details and not by_proxy else state.generated_tokens
+        self.prompt_tokens[job.index] = details.get("input_length") if details else None
+        self.open_choices -= 1
+
+
 async def _close(
     merged: MergedStreams,
-    events: AsyncGenerator[tuple[Job, StreamResponse], None],
-    first: asyncio.Future[tuple[Job, StreamResponse]],
+    events: AsyncGenerator[tuple[Job, list[StreamResponse]], None],
+    first: asyncio.Future[tuple[Job, list[StreamResponse]]],
 ) -> None:
     """Stop every upstream call, in a task of its own: sse-starlette cancels a departed client's stream
     through an anyio cancel scope, which re-cancels every await of ours, and the upstream connections must
@@ -187,8 +205,8 @@ async def _close(
 
 async def _shutdown(
     merged: MergedStreams,
-    events: AsyncGenerator[tuple[Job, StreamResponse], None],
-    first: asyncio.Future[tuple[Job, StreamResponse]],
+    events: AsyncGenerator[tuple[Job, list[StreamResponse]], None],
+    first: asyncio.Future[tuple[Job, list[StreamResponse]]],
 ) -> None:
     # The first event may still be awaited by its own task, which is then running the generator: cancel it
     # and let it finish before closing the generator.

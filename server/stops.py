@@ -15,17 +15,22 @@ __all__ = ["StopTrimmer", "cut_at_stop"]
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> int | None:
     """Offset of the earliest stop string in `text`, or None."""
-    found = [at for at in (text.find(stop) for stop in stops if stop) if at >= 0]
-    return min(found) if found else None
+    earliest = None
+    for stop in stops:
+        at = text.find(stop) if stop else -1
+        if at >= 0 and (earliest is None or at < earliest):
+            earliest = at
+    return earliest
 
 
 class StopTrimmer:
-    __slots__ = ("_buffer", "_longest_prefix", "_prefixes", "_stops", "emitted", "stopped")
+    __slots__ = ("_buffer", "_first_chars", "_longest_prefix", "_prefixes", "_stops", "emitted", "stopped")
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(stop for stop in stops if stop)
         self._prefixes = frozenset(stop[:k] for stop in self._stops for k in range(1, len(stop)))
         self._longest_prefix = max((len(stop) - 1 for stop in self._stops), default=0)
+        self._first_chars = frozenset(stop[0] for stop in self._stops if len(stop) > 1)
         self._buffer = ""
         self.emitted = 0  # characters released so far
         self.stopped = False
@@ -57,7 +62,15 @@ class StopTrimmer:
         return rest
 
     def _held_tail(self, buffer: str) -> int:
-        for size in range(min(len(buffer), self._longest_prefix), 0, -1):
-            if buffer[-size:] in self._prefixes:
-                return size
-        return 0
+        # Per token, on the hot path: only a tail starting with some stop's first character can be held,
+        # and `str.find` finds those candidates without a Python-level loop over characters.
+        window = max(len(buffer) - self._longest_prefix, 0)
+        longest = 0
+        for char in self._first_chars:
+            at = buffer.find(char, window)
+            while at != -1:
+                if buffer[at:] in self._prefixes:
+                    longest = max(longest, len(buffer) - at)
+                    break  # later starts are shorter
+                at = buffer.find(char, at + 1)
+        return longest

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -61,13 +61,16 @@ async def client(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> AsyncIter
 
 @dataclass
 class Live:
-    """The proxy and the fake TGI each on a real loopback socket."""
+    """The proxy and the fake TGI each on a real loopback socket; SDK clients made here are closed at the end."""
 
     url: str
     fake: FakeTGI
+    clients: list[openai.OpenAI] = field(default_factory=list)
 
     def sdk(self, **kwargs: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="sk-test", max_retries=0, **kwargs)
+        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key="sk-test", max_retries=0, **kwargs)
+        self.clients.append(client)
+        return client
 
     def async_sdk(self, **kwargs: Any) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key="sk-test", max_retries=0, **kwargs)
@@ -77,4 +80,7 @@ class Live:
 def live(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> Iterator[Live]:
     with LoopbackServer(fake_tgi.app) as upstream:
         with LoopbackServer(create_app(make_settings(upstream.url, server={"ping_seconds": 0.5}))) as proxy:
-            yield Live(proxy.url, fake_tgi)
+            live = Live(proxy.url, fake_tgi)
+            yield live
+            for client in live.clients:
+                client.close()

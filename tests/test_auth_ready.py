@@ -56,11 +56,12 @@ def test_sdk_sees_authentication_error(fake_tgi: FakeTGI, make_settings: Setting
     with LoopbackServer(fake_tgi.app) as upstream:
         app = create_app(make_settings(upstream.url, server={"api_keys": ["sk-right"]}))
         with LoopbackServer(app) as proxy:
-            with pytest.raises(openai.AuthenticationError) as failure:
-                openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-wrong", max_retries=0).models.list()
+            with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-wrong", max_retries=0) as bad:
+                with pytest.raises(openai.AuthenticationError) as failure:
+                    bad.models.list()
             assert failure.value.code == "invalid_api_key"
-            good = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-right", max_retries=0)
-            assert good.completions.create(model=MODEL, prompt="x", max_tokens=1).choices
+            with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-right", max_retries=0) as good:
+                assert good.completions.create(model=MODEL, prompt="x", max_tokens=1).choices
 
 
 async def test_ready_reflects_upstream_health(client: httpx.AsyncClient, fake_tgi: FakeTGI) -> None:

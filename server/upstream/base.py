@@ -29,8 +29,9 @@ class Generated:
 class Upstream(Protocol):
     async def generate(self, prompt: str, parameters: GenerateParameters) -> Generated: ...
 
-    def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[StreamResponse]:
-        """Events up to and including the final one; closing the iterator closes the upstream request."""
+    def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[list[StreamResponse]]:
+        """Events up to and including the final one, in batches of those that arrived together; closing the
+        iterator closes the upstream request."""
         ...
 
     async def limits(self) -> Limits: ...

@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from server.config import UpstreamConfig
-from server.errors import UpstreamError
+from server.errors import ProxyError, UpstreamError
 from server.schemas.tgi import GenerateParameters, GenerateResponse, Info, StreamResponse
 from server.upstream.base import Generated, Limits
 from server.upstream.errors import from_tgi_error, from_transport_error
@@ -65,7 +65,7 @@ class TGIClient:
         prompt_tokens = response.headers.get("x-prompt-tokens")
         return Generated(payload, int(prompt_tokens) if prompt_tokens and prompt_tokens.isdigit() else None)
 
-    async def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[StreamResponse]:
+    async def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[list[StreamResponse]]:
         try:
             async with self._client.stream("POST", "/generate_stream", content=_body(prompt, parameters)) as resp:
                 if resp.status_code != 200:
@@ -73,11 +73,20 @@ class TGIClient:
                     raise _status_error(resp)
                 decoder = SSEDecoder()
                 async for chunk in resp.aiter_bytes():
+                    batch = []
                     for data in decoder.feed(chunk):
-                        event = _parse_event(data)
-                        yield event
+                        try:
+                            event = _parse_event(data)
+                        except ProxyError:
+                            if batch:  # the tokens before an error event still reach the client
+                                yield batch
+                            raise
+                        batch.append(event)
                         if event["generated_text"] is not None:
+                            yield batch
                             return
+                    if batch:
+                        yield batch
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         raise UpstreamError("the upstream stream ended before its final event", code="incomplete_generation_stream")
