@@ -73,7 +73,7 @@ class TGIClient:
                     raise _status_error(resp)
                 decoder = SSEDecoder()
                 async for chunk in resp.aiter_bytes():
-                    batch = []
+                    batch: list[StreamResponse] = []
                     for data in decoder.feed(chunk):
                         try:
                             event = _parse_event(data)
