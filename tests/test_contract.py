@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.conftest import MODEL
+from server.app import create_app
+from tests.conftest import MODEL, SettingsFactory
 from tests.fake_tgi import FakeTGI
 
 CHAT = "/v1/chat/completions"
@@ -197,3 +198,16 @@ async def test_openapi_document_is_complete(client: httpx.AsyncClient) -> None:
     referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
     assert referenced <= set(document["components"]["schemas"])
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_conversation_the_template_cannot_render_is_400(
+    fake_tgi: FakeTGI, make_settings: SettingsFactory
+) -> None:
+    app = create_app(make_settings(chat_template="llama2"), upstream_transport=httpx.ASGITransport(fake_tgi.app))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
+        messages = [{"role": "user", "content": "a"}, {"role": "system", "content": "late system"}]
+        response = await http.post(CHAT, json={"model": MODEL, "messages": messages})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["param"] == "messages" and "llama2" in error["message"]
+        assert not fake_tgi.requests_to("/generate")

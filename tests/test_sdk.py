@@ -213,3 +213,12 @@ def test_json_response_format_is_sent_as_grammar(live: Live) -> None:
     assert sent["grammar"] == {"type": "json", "value": schema}
     assert sent["top_k"] == 5 and sent["repetition_penalty"] == 1.1
     assert json.dumps(sent)  # plain JSON all the way
+
+
+async def test_async_chat_non_stream_and_completions_stream(live: Live) -> None:
+    client = live.async_sdk()
+    chat = await client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=3, temperature=0)
+    assert chat.choices[0].message.content == " 1."
+    stream = await client.completions.create(model=MODEL, prompt="Count:", max_tokens=3, stream=True)
+    assert "".join([c.choices[0].text async for c in stream]) == " 1."
+    await client.close()

@@ -1,0 +1,135 @@
+"""TGIClient against hand-made transports: error shapes, framings and broken bodies, by mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from server.config import UpstreamConfig
+from server.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    ProxyError,
+    UpstreamError,
+    UpstreamFailed,
+    UpstreamLoading,
+    UpstreamOverloaded,
+)
+from server.schemas.tgi import GenerateParameters, StreamResponse
+from server.upstream.errors import from_tgi_error
+from server.upstream.tgi import TGIClient
+
+PARAMS: GenerateParameters = {"do_sample": False, "details": True, "max_new_tokens": 4}
+TOKEN = b'{"index":1,"token":{"id":1,"text":"a","logprob":-0.1,"special":false},"generated_text":null,"details":null}'
+FINAL = (
+    b'{"index":2,"token":{"id":2,"text":"</s>","logprob":-0.1,"special":true},"generated_text":"a",'
+    b'"details":{"finish_reason":"eos_token","generated_tokens":2,"seed":null,"input_length":3}}'
+)
+
+
+def client_for(handler: Callable[[httpx.Request], httpx.Response], token: str | None = None) -> TGIClient:
+    config = UpstreamConfig.model_validate({"kind": "tgi", "url": "http://tgi.test", "token": token})
+    return TGIClient(config, transport=httpx.MockTransport(handler))
+
+
+def sse(body: bytes) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda _: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+
+async def collect(client: TGIClient) -> list[StreamResponse]:
+    events: list[StreamResponse] = []
+    async for batch in client.stream("hi", PARAMS):
+        events.extend(batch)
+    await client.aclose()
+    return events
+
+
+async def test_stream_reads_every_framing_up_to_the_final_event() -> None:
+    body = b"data:" + TOKEN + b"\r\n\r\n:\r\n\r\ndata: " + FINAL + b"\r\n\r\ndata: " + TOKEN + b"\n\n"
+    events = await collect(client_for(sse(body)))
+    assert [e["token"]["text"] for e in events] == ["a", "</s>"]  # nothing is read after the final event
+    assert events[-1]["details"] == {
+        "finish_reason": "eos_token",
+        "generated_tokens": 2,
+        "seed": None,
+        "input_length": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "message"),
+    [
+        (
+            b'data: {"error":"Input validation error: `top_p` must be > 0.0","error_type":"validation"}\n\n',
+            InvalidRequest,
+            "top_p",
+        ),
+        (b'data: {"error":"Model is overloaded","error_type":"overloaded"}\n\n', UpstreamOverloaded, "overloaded"),
+        (
+            b'data: {"error":{"message":"Input validation error: boom","http_status_code":422}}\n\n',
+            InvalidRequest,
+            "boom",
+        ),
+        (b"data: " + TOKEN + b"\n\n", UpstreamError, "ended before its final event"),
+        (b"data: {not json\n\n", UpstreamError, "not JSON"),
+        (b"data: [1, 2]\n\n", UpstreamError, "not a JSON object"),
+        (b'data: {"no": "token"}\n\n', UpstreamError, "without a token"),
+        (b"\x00\xff garbage without framing", UpstreamError, "ended before its final event"),
+    ],
+)
+async def test_broken_or_failing_streams_raise_proxy_errors(body: bytes, kind: type[ProxyError], message: str) -> None:
+    with pytest.raises(kind, match=message):
+        await collect(client_for(sse(body)))
+
+
+async def test_tokens_before_an_error_event_are_delivered_first() -> None:
+    body = (
+        b"data: " + TOKEN + b'\n\ndata: {"error":"Request failed during generation: x","error_type":"generation"}\n\n'
+    )
+    seen: list[str] = []
+    client = client_for(sse(body))
+    with pytest.raises(UpstreamFailed):
+        async for batch in client.stream("hi", PARAMS):
+            seen.extend(e["token"]["text"] for e in batch)
+    assert seen == ["a"]
+    await client.aclose()
+
+
+async def test_generate_accepts_list_answers_and_reads_prompt_tokens() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer hf_secret"
+        return httpx.Response(200, json=[{"generated_text": "hey"}], headers={"x-prompt-tokens": "5"})
+
+    client = client_for(handler, token="hf_secret")
+    generated = await client.generate("hi", PARAMS)
+    assert generated.response["generated_text"] == "hey" and generated.prompt_tokens == 5
+    await client.aclose()
+
+
+async def test_limits_fall_back_to_defaults_and_read_old_names() -> None:
+    down = client_for(lambda _: httpx.Response(503))
+    assert (await down.limits()).max_top_n_tokens == 5
+    old = client_for(lambda _: httpx.Response(200, json={"max_input_length": 1000, "max_total_tokens": 2048}))
+    limits = await old.limits()
+    assert limits.max_input_tokens == 1000 and limits.max_total_tokens == 2048
+    await down.aclose()
+    await old.aclose()
+
+
+def test_http_error_mapping() -> None:
+    context = from_tgi_error(
+        422,
+        {
+            "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 10. Given: 9 `inputs` "
+            "tokens and 5 `max_new_tokens`",
+            "error_type": "validation",
+        },
+    )
+    assert isinstance(context, ContextLengthExceeded)
+    loading = from_tgi_error(503, {"error": "Model x is currently loading", "estimated_time": 20.0}, "7")
+    assert isinstance(loading, UpstreamLoading) and loading.headers["retry-after"] == "7"
+    assert from_tgi_error(502, "<html>bad gateway</html>").status == 502
+    assert from_tgi_error(401, "").code == "upstream_auth"
+    assert "hf_" not in from_tgi_error(401, "").message
