@@ -65,15 +65,18 @@ class ModelConfig(_Section):
     defaults: dict[str, Any] = {}
 
     @model_validator(mode="after")
-    def _check(self) -> ModelConfig:
-        if self.chat_template is None and self.upstream.kind in {"tgi", "hf-inference"}:
-            raise ValueError(
-                f"`chat_template` is required for upstream kind '{self.upstream.kind}' "
-                "(a built-in name, inline Jinja, or a .jinja path)"
-            )
+    def _check_defaults(self) -> ModelConfig:
         unknown = sorted(set(self.defaults) - _REQUEST_FIELDS)
         if unknown:
             raise ValueError(f"`defaults` has fields no request accepts: {', '.join(unknown)}")
+        # Each default must be a value a client could have sent, on every endpoint that has the field.
+        for request in (ChatCompletionRequest, CompletionRequest):
+            given = {key: value for key, value in self.defaults.items() if key in request.model_fields}
+            try:
+                request.model_validate({"model": "m", "messages": [{"role": "user"}], "prompt": "p", **given})
+            except ValidationError as exc:
+                error = exc.errors(include_url=False)[0]
+                raise ValueError(f"`defaults.{error['loc'][0]}`: {error['msg']}") from None
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from server.upstream import Transport, Upstream, connect
 __all__ = ["ModelRegistry", "ServedModel", "build_registry"]
 
 OWNER = "hf-openai-proxy"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,9 @@ def build_registry(settings: Settings, *, transport: Transport | None = None) ->
     for i, config in enumerate(settings.models):
         where = f"models[{i}]"
         template = None
-        if config.chat_template is not None:
+        if config.chat_template is None:
+            logger.warning("model %s has no chat_template: it serves /v1/completions only", config.name)
+        else:
             try:
                 template = load_chat_template(config.chat_template, base_dir=settings.base_dir)
             except TemplateLoadError as exc:

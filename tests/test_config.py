@@ -189,11 +189,17 @@ def test_url_without_scheme(tmp_path: Path) -> None:
     assert "models[0].upstream" in config_error(write_yaml(tmp_path / "c.yaml", {"models": [model]}))
 
 
-def test_missing_chat_template_for_tgi(tmp_path: Path) -> None:
+def test_missing_chat_template_is_allowed(tmp_path: Path) -> None:
+    # A base model served for /v1/completions only needs no template; chat requests for it get a 400.
     model = {key: value for key, value in BASE_MODEL.items() if key != "chat_template"}
+    settings = load_settings(write_yaml(tmp_path / "c.yaml", {"models": [model]}))
+    assert settings.models[0].chat_template is None
+
+
+def test_defaults_values_are_validated(tmp_path: Path) -> None:
+    model = model_config(defaults={"max_tokens": "lots"})
     message = config_error(write_yaml(tmp_path / "c.yaml", {"models": [model]}))
-    assert "models[0]" in message
-    assert "chat_template" in message
+    assert "models[0]" in message and "defaults.max_tokens" in message
 
 
 def test_unknown_top_level_field(tmp_path: Path) -> None:

@@ -211,3 +211,14 @@ async def test_conversation_the_template_cannot_render_is_400(
         error = response.json()["error"]
         assert error["param"] == "messages" and "llama2" in error["message"]
         assert not fake_tgi.requests_to("/generate")
+
+
+async def test_model_without_template_serves_completions_only(
+    fake_tgi: FakeTGI, make_settings: SettingsFactory
+) -> None:
+    app = create_app(make_settings(chat_template=None), upstream_transport=httpx.ASGITransport(fake_tgi.app))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
+        chat = await http.post(CHAT, json={"model": MODEL, "messages": MESSAGES})
+        assert chat.status_code == 400 and "chat_template" in chat.json()["error"]["message"]
+        completion = await http.post("/v1/completions", json={"model": MODEL, "prompt": "a", "max_tokens": 1})
+        assert completion.status_code == 200
