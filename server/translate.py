@@ -44,7 +44,7 @@ class Plan:
         seed = self.parameters.get("seed")
         if j == 0 or seed is None:
             return self.parameters
-        return {**self.parameters, "seed": seed + j}
+        return {**self.parameters, "seed": (seed + j) % 2**64}  # TGI seeds are u64
 
 
 def with_defaults(request: RequestT, defaults: dict[str, Any]) -> RequestT:

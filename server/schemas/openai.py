@@ -11,6 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Integers are bounded by what TGI can take (u32 counts, u64 seeds): an unbounded one could not even be
+# serialised to the upstream.
+Count = Annotated[int, Field(gt=0, lt=2**32)]
+Seed = Annotated[int, Field(ge=-(2**63), lt=2**64)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 Stop = str | Annotated[list[str], Field(max_length=4)]
 LogitBias = dict[str, Annotated[float, Field(ge=-100, le=100)]]
@@ -27,10 +31,10 @@ class StreamOptions(_Request):
 class TGIExtras(_Request):
     """TGI parameters without an OpenAI equivalent; SDKs send them through `extra_body`."""
 
-    top_k: Annotated[int, Field(gt=0)] | None = None
+    top_k: Count | None = None
     repetition_penalty: Annotated[float, Field(gt=0)] | None = None
     typical_p: Annotated[float, Field(gt=0, lt=1)] | None = None
-    truncate: Annotated[int, Field(gt=0)] | None = None
+    truncate: Count | None = None
     watermark: bool | None = None
     grammar: dict[str, Any] | None = None
     adapter_id: str | None = None
@@ -44,7 +48,7 @@ class SamplingFields(TGIExtras):
     logit_bias: LogitBias | None = None
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     presence_penalty: Penalty | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     stop: Stop | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
@@ -65,8 +69,8 @@ class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Count | None = None
+    max_tokens: Count | None = None
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -78,6 +82,6 @@ class CompletionRequest(SamplingFields):
     best_of: Annotated[int, Field(ge=0, le=20)] | None = None
     echo: bool | None = None
     logprobs: Annotated[int, Field(ge=0, le=5)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Count | None = None
     suffix: str | None = None
     response_format: dict[str, Any] | None = None
