@@ -8,7 +8,6 @@ import random
 from typing import Any
 
 import httpx
-import orjson
 
 from tests.conftest import MODEL
 
