@@ -15,6 +15,8 @@ __all__ = ["Work", "chat_work", "completion_work", "in_openai_terms"]
 
 # OpenAI's documented default for /v1/completions (openai-openapi `max_tokens`, default 16).
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+# One request may fan out to at most this many upstream generations (prompts x n), like OpenAI's n <= 128.
+MAX_CHOICES = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,12 @@ async def completion_work(request: CompletionRequest, model: ServedModel) -> Wor
     limits = await model.upstream.limits()
     max_tokens = request.max_tokens if request.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
     plan = completion_plan(request, limits, max_new_tokens=max_tokens, stops=stop_list(request.stop, model.config.stop))
+    if len(prompts) * plan.n > MAX_CHOICES:
+        raise InvalidRequest(
+            f"A request may ask for at most {MAX_CHOICES} choices (prompts x n); this one asks for "
+            f"{len(prompts) * plan.n}.",
+            param="prompt" if len(prompts) > 1 else "n",
+        )
     echo = bool(request.echo)
     if echo and plan.top_logprobs is not None and not plan.stream:
         # The prompt's own logprobs come from TGI's prefill details, which it refuses to stream.

@@ -146,6 +146,7 @@ async def test_completions_specific_params(client: httpx.AsyncClient) -> None:
         ({"prompt": "x", "suffix": "y"}, "suffix"),
         ({"prompt": "x", "best_of": 3}, "best_of"),
         ({"prompt": "x", "best_of": 2, "stream": True}, "best_of"),
+        ({"prompt": ["x"] * 20, "n": 10}, "prompt"),
     ]
     for extra, param in cases:
         response = await client.post("/v1/completions", json={"model": MODEL, **extra})
