@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -269,7 +270,12 @@ def test_best_of() -> None:
 @pytest.mark.parametrize("plan", [plan_chat, plan_completion])
 def test_response_format_json_object(plan: Any) -> None:
     grammar = plan(response_format={"type": "json_object"}).parameters["grammar"]
-    assert grammar == {"type": "json", "value": {"type": "object", "properties": {}}}
+    assert grammar["type"] == "regex"
+    matches = re.compile(grammar["value"]).fullmatch
+    for good in ("{}", '{"a": 1}', '{"name": "x", "tags": ["a", 2.5e3, null], "address": {"city": "\\"Rome\\""}}'):
+        assert json.loads(good) is not None and matches(good), good
+    for bad in ("[]", "1", '"x"', '{"a":}', "{a: 1}", '{"a": 1,}', '{"a": {"b": {"c": 1}}}'):
+        assert not matches(bad), bad
 
 
 def test_response_format_json_schema() -> None:
