@@ -53,6 +53,7 @@ class MergedStreams:
         self._open = open_stream
         self._single: AsyncIterator[list[StreamResponse]] | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.closed = False  # set by the owner once it has started closing
         self._queue: asyncio.Queue[tuple[Job, list[StreamResponse] | BaseException | object]] = asyncio.Queue()
 
     async def events(self) -> AsyncGenerator[tuple[Job, list[StreamResponse]], None]:

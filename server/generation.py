@@ -16,14 +16,14 @@ from server.errors import ProxyError
 from server.fanout import Job, MergedStreams, gather_or_cancel
 from server.formats import ChoiceResult, Format, Usage
 from server.schemas.tgi import StreamDetails, StreamResponse
+from server.sse_response import DONE
 from server.translate import Plan
 from server.upstream.base import Upstream
 
-__all__ = ["DONE", "complete", "error_event", "open_stream"]
+__all__ = ["complete", "error_event", "open_stream"]
 
 logger = logging.getLogger(__name__)
 
-DONE = b"data: [DONE]\n\n"
 PING = b": ping\n\n"
 
 
@@ -143,13 +143,17 @@ async def _render(
         if tally.open_choices:
             # the merged stream ended without a final event for some choice: the upstream misbehaved
             raise ProxyError("The upstream stream ended before every choice finished.")
+        last = b""
         if plan.include_usage:
             prompt_tokens = await _prompt_tokens(upstream, jobs, tally.prompt_tokens)
-            yield fmt.usage(Usage(prompt_tokens, tally.completion_tokens))
-        yield DONE
+            last = fmt.usage(Usage(prompt_tokens, tally.completion_tokens))
+        # Everything that awaits happens before the last bytes: while this generator awaits, sse-starlette
+        # may send a keep-alive comment, and nothing may follow `data: [DONE]`.
+        await _close(merged, events, first)
+        yield last + DONE
     except Exception as exc:  # after the first byte, every failure is reported in-band
-        yield error_event(exc)
-        yield DONE
+        await _close(merged, events, first)
+        yield error_event(exc) + DONE
     finally:
         await _close(merged, events, first)
 
@@ -199,7 +203,10 @@ async def _close(
 ) -> None:
     """Stop every upstream call, in a task of its own: sse-starlette cancels a departed client's stream
     through an anyio cancel scope, which re-cancels every await of ours, and the upstream connections must
-    still be closed properly."""
+    still be closed properly. Closing twice does nothing, without awaiting."""
+    if merged.closed:
+        return
+    merged.closed = True
     await asyncio.shield(asyncio.ensure_future(_shutdown(merged, events, first)))
 
 

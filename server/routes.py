@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
-from sse_starlette import EventSourceResponse
+from starlette.requests import ClientDisconnect
 
 from server.config import Settings
 from server.endpoints import Work, chat_work, completion_work, in_openai_terms
@@ -22,14 +22,13 @@ from server.errors import ProxyError, RequestTooLarge
 from server.generation import complete, open_stream
 from server.models import ModelRegistry, ServedModel
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
+from server.sse_response import SSEResponse
 from server.validation import parse_request
 
 __all__ = ["ClientGone", "router", "schema_components"]
 
 T = TypeVar("T")
 RequestModel = TypeVar("RequestModel", bound=ChatCompletionRequest | CompletionRequest)
-
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 router = APIRouter()
 
@@ -126,7 +125,7 @@ async def _serve(
                     first_event_timeout=settings.server.ping_seconds,
                 ),
             )
-            return EventSourceResponse(body, headers=STREAM_HEADERS, sep="\n", ping=settings.server.ping_seconds)
+            return SSEResponse(body, ping_seconds=settings.server.ping_seconds)
         choices, usage = await _until_disconnect(request, complete(model.upstream, work.jobs, work.plan))
     except ProxyError as exc:
         raise in_openai_terms(exc, chat=chat) from None
@@ -144,11 +143,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
         raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone from None
     return b"".join(chunks)
 
 

@@ -133,3 +133,19 @@ def test_http_error_mapping() -> None:
     assert from_tgi_error(502, "<html>bad gateway</html>").status == 502
     assert from_tgi_error(401, "").code == "upstream_auth"
     assert "hf_" not in from_tgi_error(401, "").message
+
+
+async def test_a_stale_pooled_connection_is_retried_once() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, content=b"data: " + FINAL + b"\n\n")
+
+    events = await collect(client_for(handler))
+    assert len(calls) == 2 and events[-1]["generated_text"] == "a"
+    refused = client_for(lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)))
+    with pytest.raises(UpstreamError, match="cannot be reached"):
+        await collect(refused)

@@ -7,6 +7,7 @@ batch when its connection goes (tgi-protocol.md §2.5): that is how a client's d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -51,7 +52,11 @@ class TGIClient:
 
     async def generate(self, prompt: str, parameters: GenerateParameters) -> Generated:
         try:
-            response = await self._client.post("/generate", content=_body(prompt, parameters))
+            response = await self._send("/generate", _body(prompt, parameters))
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code != 200:
@@ -67,7 +72,7 @@ class TGIClient:
 
     async def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[list[StreamResponse]]:
         try:
-            async with self._client.stream("POST", "/generate_stream", content=_body(prompt, parameters)) as resp:
+            async with contextlib.aclosing(await self._send("/generate_stream", _body(prompt, parameters))) as resp:
                 if resp.status_code != 200:
                     await resp.aread()
                     raise _status_error(resp)
@@ -90,6 +95,19 @@ class TGIClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         raise UpstreamError("the upstream stream ended before its final event", code="incomplete_generation_stream")
+
+    async def _send(self, path: str, body: bytes) -> httpx.Response:
+        """POST and return once headers arrive; the caller reads and closes the body.
+
+        A pooled keep-alive connection may have been closed by the upstream just as it is reused; the request
+        then fails before any answer (urllib3 retries this case too). It is sent once more, on a fresh
+        connection: nothing reached the client yet, and generation has no side effect to repeat.
+        """
+        request = self._client.build_request("POST", path, content=body)
+        try:
+            return await self._client.send(request, stream=True)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            return await self._client.send(request, stream=True)
 
     async def limits(self) -> Limits:
         if self._limits is not None:
