@@ -1,4 +1,4 @@
-"""Fidelity guards for the fake TGI upstream (tests/fake_tgi.py) and the loopback server helper."""
+"""Fidelity guards for the fake TGI upstream (tests/fake_tgi/) and the loopback server helper."""
 
 from __future__ import annotations
 
