@@ -220,11 +220,11 @@ async def _shutdown(
     if not first.done():
         first.cancel()
         await asyncio.gather(first, return_exceptions=True)
-    try:
-        await events.aclose()
-        await merged.aclose()
-    except Exception:  # a failure while closing is not news to the client: the stream already ended
-        logger.debug("upstream stream failed while closing", exc_info=True)
+    for close in (events.aclose, merged.aclose):
+        try:
+            await close()
+        except Exception:  # a failure while closing is not news to the client: the stream already ended
+            logger.debug("upstream stream failed while closing", exc_info=True)
 
 
 async def _prompt_tokens(upstream: Upstream, jobs: Sequence[Job], counted: dict[int, int | None]) -> int:
