@@ -34,15 +34,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from server.errors import InvalidRequest
 
-__all__ = [
-    "BUILTIN_TEMPLATES",
-    "ChatTemplate",
-    "RenderedPrompt",
-    "TemplateLoadError",
-    "load_chat_template",
-    "normalize_messages",
-]
-
 # One file per name in templates/; test_prompts checks that this list and the folder agree.
 BUILTIN_TEMPLATES: tuple[str, ...] = (
     "anthropic",
