@@ -222,3 +222,15 @@ async def test_async_chat_non_stream_and_completions_stream(live: Live) -> None:
     stream = await client.completions.create(model=MODEL, prompt="Count:", max_tokens=3, stream=True)
     assert "".join([c.choices[0].text async for c in stream]) == " 1."
     await client.close()
+
+
+def test_sdk_stream_helper_accumulates_every_choice(live: Live) -> None:
+    # The helper merges deltas by concatenation: a repeated role would read "assistantassistant".
+    client = live.sdk()
+    with client.chat.completions.stream(model=MODEL, messages=MESSAGES, n=2) as stream:
+        final = stream.get_final_completion()
+    assert [c.message.role for c in final.choices] == ["assistant", "assistant"]
+    assert [c.message.content for c in final.choices] == [FULL_TEXT, FULL_TEXT]
+    assert [c.finish_reason for c in final.choices] == ["stop", "stop"]
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=1)
+    assert raw.headers["x-request-id"] and raw.parse().choices[0].message.content == " "
