@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from server.schemas.tgi import Token
+from server.schemas.tgi import Details, StreamDetails, Token
 from server.stops import StopTrimmer
 
 __all__ = ["ChoiceState", "Piece", "TokenLogprob", "openai_finish_reason"]
@@ -67,6 +67,15 @@ class ChoiceState:
         rest = self._stops.flush()
         return Piece(rest, self._release(self._stops.emitted, stopped=True))
 
+    def outcome(self, details: StreamDetails | Details | None) -> tuple[str, int]:
+        """OpenAI's finish reason and the completion tokens, from TGI's final details when they came.
+
+        A stop the proxy found is `stop` whatever TGI said; without final details (the proxy stopped the
+        stream first, or the upstream ignored `details`) the tokens seen are all there is to count.
+        """
+        reason = "stop" if self.stopped_by_proxy else openai_finish_reason(details and details["finish_reason"])
+        return reason, details["generated_tokens"] if details else self.generated_tokens
+
     def _release(self, upto: int, *, stopped: bool) -> list[TokenLogprob] | None:
         if not self._want_logprobs:
             return None
@@ -77,10 +86,8 @@ class ChoiceState:
                 cut += 1
             else:
                 break
-        if stopped:
-            released, self._pending = self._pending[:cut], []
-        else:
-            released, self._pending = self._pending[:cut], self._pending[cut:]
+        released = self._pending[:cut]
+        self._pending = [] if stopped else self._pending[cut:]
         return [entry for _, _, entry in released]
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
-from server.choice import ChoiceState, TokenLogprob, openai_finish_reason
+from server.choice import ChoiceState, TokenLogprob
 from server.errors import ProxyError
 from server.fanout import Job, MergedStreams, gather_or_cancel
 from server.formats import ChoiceResult, Format, Usage
@@ -68,11 +68,10 @@ async def _complete_one(upstream: Upstream, job: Job, plan: Plan) -> tuple[Choic
     rest = state.finish()
     text.append(rest.text)
     logprobs.extend(rest.logprobs or ())
-    reason = "stop" if state.stopped_by_proxy else openai_finish_reason(details and details["finish_reason"])
+    reason, completion_tokens = state.outcome(details)
     prompt_tokens = generated.prompt_tokens
     if prompt_tokens is None:
         prompt_tokens = await upstream.count_tokens(job.prompt) or 0
-    completion_tokens = details["generated_tokens"] if details is not None else state.generated_tokens
     prefill = details.get("prefill") if details is not None else None
     choice = ChoiceResult(
         job.index,
@@ -188,10 +187,9 @@ class _Tally:
         rest = state.finish()
         if rest.text or rest.logprobs:
             out.append(self._fmt.content(job.index, rest.text, rest.logprobs))
-        by_proxy = state.stopped_by_proxy
-        reason = "stop" if by_proxy else openai_finish_reason(details["finish_reason"] if details else None)
+        reason, completion_tokens = state.outcome(details)
         out.append(self._fmt.finish(job.index, reason))
-        self.completion_tokens += details["generated_tokens"] if details and not by_proxy else state.generated_tokens
+        self.completion_tokens += completion_tokens
         self.prompt_tokens[job.index] = details.get("input_length") if details else None
         self.open_choices -= 1
 
