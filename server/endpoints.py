@@ -69,12 +69,8 @@ async def completion_work(request: CompletionRequest, model: ServedModel) -> Wor
             f"{len(prompts) * plan.n}.",
             param="prompt" if len(prompts) > 1 else "n",
         )
-    echo = bool(request.echo)
-    if echo and plan.top_logprobs is not None and not plan.stream:
-        # The prompt's own logprobs come from TGI's prefill details, which it refuses to stream.
-        plan.parameters["decoder_input_details"] = True
     jobs = [
-        Job(i * plan.n + j, prompt, i, plan.for_choice(j), prompt if echo else "")
+        Job(i * plan.n + j, prompt, i, plan.for_choice(j), prompt if request.echo else "")
         for i, prompt in enumerate(prompts)
         for j in range(plan.n)
     ]

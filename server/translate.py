@@ -65,31 +65,20 @@ def chat_plan(
 ) -> Plan:
     if request.top_logprobs and not request.logprobs:
         raise InvalidRequest("`top_logprobs` requires `logprobs` to be true.", param="top_logprobs")
-    top = (request.top_logprobs or 0) if request.logprobs else None
-    if top is not None and top > limits.max_top_n_tokens:
-        raise InvalidRequest(
-            f"`top_logprobs` must be at most {limits.max_top_n_tokens} for this model, got {top}.",
-            param="top_logprobs",
-        )
+    top = _within_cap((request.top_logprobs or 0) if request.logprobs else None, limits, "top_logprobs")
     parameters = _sampling(request, limits, max_new_tokens, stops, top or 0)
-    grammar = _grammar(request.response_format)
-    if grammar is not None:
-        if request.grammar is not None:
-            raise InvalidRequest("Give either `response_format` or `grammar`, not both.", param="grammar")
-        parameters["grammar"] = grammar
+    _add_response_format(parameters, request)
     return _plan(request, parameters, stops, top)
 
 
 def completion_plan(request: CompletionRequest, limits: Limits, *, max_new_tokens: int, stops: tuple[str, ...]) -> Plan:
     if request.suffix:
         raise InvalidRequest("`suffix` is not supported by this model.", param="suffix")
-    top = request.logprobs
-    if top is not None and top > limits.max_top_n_tokens:
-        raise InvalidRequest(
-            f"`logprobs` must be at most {limits.max_top_n_tokens} for this model, got {top}.",
-            param="logprobs",
-        )
+    top = _within_cap(request.logprobs, limits, "logprobs")
     parameters = _sampling(request, limits, max_new_tokens, stops, top or 0)
+    if request.echo and top is not None and not request.stream:
+        # The prompt's own logprobs come from TGI's prefill details, which it refuses to stream.
+        parameters["decoder_input_details"] = True
     if request.best_of is not None and request.best_of > 1:
         if request.stream:
             raise InvalidRequest("`best_of` cannot be used with `stream`.", param="best_of")
@@ -98,9 +87,7 @@ def completion_plan(request: CompletionRequest, limits: Limits, *, max_new_token
         if request.best_of < (request.n or 1):
             raise InvalidRequest("`best_of` must be greater than or equal to `n`.", param="best_of")
         parameters["best_of"] = request.best_of
-    grammar = _grammar(request.response_format)
-    if grammar is not None:
-        parameters["grammar"] = grammar
+    _add_response_format(parameters, request)
     return _plan(request, parameters, stops, top)
 
 
@@ -167,6 +154,24 @@ def _sampling(
     if request.grammar is not None:
         parameters["grammar"] = request.grammar
     return parameters
+
+
+def _within_cap(top: int | None, limits: Limits, param: str) -> int | None:
+    """Logprob alternatives asked for, refused by name above TGI's `max_top_n_tokens`."""
+    if top is not None and top > limits.max_top_n_tokens:
+        raise InvalidRequest(
+            f"`{param}` must be at most {limits.max_top_n_tokens} for this model, got {top}.", param=param
+        )
+    return top
+
+
+def _add_response_format(parameters: GenerateParameters, request: ChatCompletionRequest | CompletionRequest) -> None:
+    grammar = _grammar(request.response_format)
+    if grammar is None:
+        return
+    if request.grammar is not None:
+        raise InvalidRequest("Give either `response_format` or `grammar`, not both.", param="grammar")
+    parameters["grammar"] = grammar
 
 
 def _json_object_regex(depth: int) -> str:

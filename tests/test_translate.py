@@ -302,9 +302,16 @@ def test_response_format_text_adds_no_grammar() -> None:
     assert "grammar" not in plan_chat(response_format={"type": "text"}).parameters
 
 
-def test_response_format_and_grammar_together_refused() -> None:
-    param = invalid_param(plan_chat, response_format={"type": "json_object"}, grammar={"type": "regex", "value": "a"})
+@pytest.mark.parametrize("plan", [plan_chat, plan_completion])
+def test_response_format_and_grammar_together_refused(plan: Any) -> None:
+    param = invalid_param(plan, response_format={"type": "json_object"}, grammar={"type": "regex", "value": "a"})
     assert param == "grammar"
+
+
+def test_echo_with_logprobs_asks_for_prefill_unless_streamed() -> None:
+    assert plan_completion(echo=True, logprobs=1).parameters["decoder_input_details"] is True
+    assert "decoder_input_details" not in plan_completion(echo=True, logprobs=1, stream=True).parameters
+    assert "decoder_input_details" not in plan_completion(echo=True).parameters
 
 
 # --- prompts -------------------------------------------------------------------------------------------
