@@ -1,7 +1,7 @@
 """Run the upstream calls of `n > 1` choices (and of several prompts) concurrently.
 
-Streams are merged into one sequence of `(job, event)` in arrival order, which is what interleaves choice
-indexes on the wire. One stream is iterated directly, with no task or queue, because that is the common case
+Streams are merged into one sequence of `(job, batch of events)` in arrival order, which is what interleaves
+choice indexes on the wire. One stream is iterated directly, with no task or queue, because that is the common case
 and the hot path. Closing the merge (the client left) cancels every upstream call at once.
 """
 

@@ -66,9 +66,10 @@ class _Base:
         self.created = int(time.time())
         self.model = model
         self.top_logprobs = top_logprobs
-        head = {"id": self.id, "object": self.object_name, "created": self.created, "model": self.model}
+        # The fields every chunk and the final object share, in OpenAI's order.
+        self._fields = {"id": self.id, "object": self.object_name, "created": self.created, "model": self.model}
         # `data: {"id":...,"model":"m","choices":[{"index":` ... `}]` + tail
-        self._head = b"data: " + orjson.dumps(head)[:-1] + b',"choices":[{"index":'
+        self._head = b"data: " + orjson.dumps(self._fields)[:-1] + b',"choices":[{"index":'
         self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
 
     def _chunk(self, index: int, fields: bytes) -> bytes:
@@ -76,19 +77,11 @@ class _Base:
         return b"%s%d,%s}]%s" % (self._head, index, fields, self._tail)
 
     def usage(self, usage: Usage) -> bytes:
-        head = {"id": self.id, "object": self.object_name, "created": self.created, "model": self.model}
-        return b"data: " + orjson.dumps({**head, "choices": [], "usage": usage.as_dict()}) + b"\n\n"
+        return b"data: " + orjson.dumps({**self._fields, "choices": [], "usage": usage.as_dict()}) + b"\n\n"
 
     def _envelope(self, choices: list[dict[str, Any]], usage: Usage) -> dict[str, Any]:
         final_object = self.object_name.removesuffix(".chunk")
-        return {
-            "id": self.id,
-            "object": final_object,
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-            "usage": usage.as_dict(),
-        }
+        return {**self._fields, "object": final_object, "choices": choices, "usage": usage.as_dict()}
 
 
 class ChatFormat(_Base):
