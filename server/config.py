@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
+from server.validation import field_path
 
 ENV_PREFIX = "HF_OPENAI_PROXY_"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -189,7 +190,7 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     origin = f" in {path}" if path else ""
     problems = []
     for error in exc.errors(include_url=False):
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+        where = field_path(error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         problems.append(f"{where or 'config'}: {message}")
     return f"config error{origin}: " + "; ".join(problems)

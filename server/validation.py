@@ -42,8 +42,8 @@ def _most_specific(errors: list[ErrorDetails]) -> ErrorDetails:
     first = errors[0]
     if not first["type"].endswith("_type"):
         return first
-    param = _param(first["loc"])
-    return next((e for e in errors if not e["type"].endswith("_type") and _param(e["loc"]) == param), first)
+    param = field_path(first["loc"])
+    return next((e for e in errors if not e["type"].endswith("_type") and field_path(e["loc"]) == param), first)
 
 
 def _to_invalid_request(error: ErrorDetails) -> InvalidRequest:
@@ -53,7 +53,7 @@ def _to_invalid_request(error: ErrorDetails) -> InvalidRequest:
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
             "your HTTP library correctly. The OpenAI API expects a JSON payload.)"
         )
-    param = _param(error["loc"])
+    param = field_path(error["loc"])
     if param is None:
         return InvalidRequest("The request body must be a JSON object.")
     if kind == "missing":
@@ -61,7 +61,8 @@ def _to_invalid_request(error: ErrorDetails) -> InvalidRequest:
     return InvalidRequest(f"Invalid '{param}': {_describe(error)}", param=param, code=_code(error))
 
 
-def _param(loc: tuple[int | str, ...]) -> str | None:
+def field_path(loc: tuple[int | str, ...]) -> str | None:
+    """`messages[2].role` from pydantic's `loc`, without the union members pydantic puts in it."""
     parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
