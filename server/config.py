@@ -33,20 +33,39 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The HF router's native text-generation route; `{url}/models/{model_id}` is what gets called.
+HF_INFERENCE_URL = "https://router.huggingface.co/hf-inference"
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
 class UpstreamConfig(_Section):
     kind: Literal["tgi", "hf-inference", "openai", "local"]
     url: str | None = None
     urls: list[str] | None = None
     token: SecretStr | None = None
-    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
-    # Whole-request ceiling for non-streamed calls and the longest silence tolerated inside a stream.
-    read_timeout: Annotated[float, Field(gt=0)] = 600.0
+    # The upstream's own name for the model (hf-inference: the Hub repo id; openai: the `model` it is sent);
+    # defaults to the model's `name`.
+    model_id: str | None = None
+    connect_timeout: Seconds = 10.0
+    first_token_timeout: Seconds = 300.0  # request sent -> first token (or whole answer), retries included
+    idle_timeout: Seconds = 120.0  # the longest silence between two tokens of a stream
+    total_timeout: Seconds = 900.0  # the whole upstream call, retries included
+    retries: Annotated[int, Field(ge=0, le=20)] = 2  # extra attempts for a call that failed before its first token
+    backoff: Seconds = 0.5  # first retry delay; doubles each time, with full jitter
+    backoff_max: Seconds = 8.0
+    cooldown: Annotated[float, Field(ge=0)] = 10.0  # seconds a replica rests after failing
     max_connections: Annotated[int, Field(ge=1)] = 256
+    max_concurrency: Annotated[int, Field(ge=1)] = 128  # upstream calls in flight for this model
+    max_queue: Annotated[int, Field(ge=0)] = 256  # calls waiting for a slot; beyond it, 429
+    queue_timeout: Seconds = 30.0  # the longest wait for a slot; then 429
 
     @model_validator(mode="after")
     def _needs_an_address(self) -> UpstreamConfig:
-        if self.kind != "local" and not (self.url or self.urls):
+        if self.kind in ("tgi", "openai") and not (self.url or self.urls):
             raise ValueError(f"upstream kind '{self.kind}' needs `url` (or `urls`)")
+        if self.url and self.urls:
+            raise ValueError("give `url` or `urls`, not both")
         for url in self.addresses:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"upstream url {url!r} must start with http:// or https://")
@@ -54,6 +73,8 @@ class UpstreamConfig(_Section):
 
     @property
     def addresses(self) -> list[str]:
+        if self.kind == "hf-inference" and not (self.url or self.urls):
+            return [HF_INFERENCE_URL]
         return [u.rstrip("/") for u in (self.urls or ([self.url] if self.url else []))]
 
 

@@ -66,6 +66,6 @@ def build_registry(settings: Settings, *, transport: Transport | None = None) ->
                 template = load_chat_template(config.chat_template, base_dir=settings.base_dir)
             except TemplateLoadError as exc:
                 raise ConfigError(f"config error at {where}.chat_template: {exc}") from None
-        upstream = connect(config.upstream, transport=transport, where=f"{where}.upstream")
+        upstream = connect(config.upstream, model=config.name, transport=transport, where=f"{where}.upstream")
         models.append(ServedModel(config.name, config, upstream, template, created))
     return ModelRegistry(models)

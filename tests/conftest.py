@@ -37,12 +37,18 @@ def fake_tgi() -> FakeTGI:
 
 
 @pytest.fixture
-def make_settings() -> SettingsFactory:
+def upstream_options() -> dict[str, Any]:
+    """Extra `upstream` settings for `make_settings`; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def make_settings(upstream_options: dict[str, Any]) -> SettingsFactory:
     def build(url: str = "http://tgi.test", *, server: dict[str, Any] | None = None, **model: Any) -> Settings:
         config: dict[str, Any] = {
             "name": MODEL,
             "aliases": ["test-alias"],
-            "upstream": {"kind": "tgi", "url": url},
+            "upstream": {"kind": "tgi", "url": url, **upstream_options},
             "chat_template": "chatml",
             **model,
         }

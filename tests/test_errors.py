@@ -14,6 +14,12 @@ from tests.fake_tgi import FakeTGI
 from tests.loopback import LoopbackServer
 
 CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture
+def upstream_options() -> dict[str, Any]:
+    """Each failure is reported as the upstream gave it: retries are `tests/test_resilience.py`'s subject."""
+    return {"retries": 0}
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
@@ -256,7 +262,7 @@ async def test_unreachable_upstream_is_502(make_settings: SettingsFactory) -> No
 async def test_upstream_timeout_is_504(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> None:
     fake_tgi.headers_delay = 5
     with LoopbackServer(fake_tgi.app) as upstream:
-        settings = make_settings(upstream={"kind": "tgi", "url": upstream.url, "read_timeout": 0.3})
+        settings = make_settings(upstream={"kind": "tgi", "url": upstream.url, "first_token_timeout": 0.3})
         app = create_app(settings)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
             response = await http.post(CHAT, json={"model": MODEL, "messages": MESSAGES, "max_tokens": 2})

@@ -18,8 +18,8 @@ from server.errors import (
     UpstreamOverloaded,
 )
 from server.schemas.tgi import GenerateParameters, StreamResponse
+from server.upstream import Upstream, connect
 from server.upstream.errors import from_tgi_error
-from server.upstream.tgi import TGIClient
 
 PARAMS: GenerateParameters = {"do_sample": False, "details": True, "max_new_tokens": 4}
 TOKEN = b'{"index":1,"token":{"id":1,"text":"a","logprob":-0.1,"special":false},"generated_text":null,"details":null}'
@@ -29,16 +29,16 @@ FINAL = (
 )
 
 
-def client_for(handler: Callable[[httpx.Request], httpx.Response], token: str | None = None) -> TGIClient:
-    config = UpstreamConfig.model_validate({"kind": "tgi", "url": "http://tgi.test", "token": token})
-    return TGIClient(config, transport=httpx.MockTransport(handler))
+def client_for(handler: Callable[[httpx.Request], httpx.Response], token: str | None = None) -> Upstream:
+    config = UpstreamConfig.model_validate({"kind": "tgi", "url": "http://tgi.test", "token": token, "retries": 0})
+    return connect(config, model="m", transport=httpx.MockTransport(handler))
 
 
 def sse(body: bytes) -> Callable[[httpx.Request], httpx.Response]:
     return lambda _: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
 
-async def collect(client: TGIClient) -> list[StreamResponse]:
+async def collect(client: Upstream) -> list[StreamResponse]:
     events: list[StreamResponse] = []
     async for batch in client.stream("hi", PARAMS):
         events.extend(batch)
@@ -76,7 +76,7 @@ async def test_stream_reads_every_framing_up_to_the_final_event() -> None:
         (b"data: {not json\n\n", UpstreamError, "not JSON"),
         (b"data: [1, 2]\n\n", UpstreamError, "not a JSON object"),
         (b'data: {"no": "token"}\n\n', UpstreamError, "without a token"),
-        (b"\x00\xff garbage without framing", UpstreamError, "ended before its final event"),
+        (b"\x00\xff garbage without framing", UpstreamError, "closed the stream before its first event"),
     ],
 )
 async def test_broken_or_failing_streams_raise_proxy_errors(body: bytes, kind: type[ProxyError], message: str) -> None:

@@ -4,6 +4,7 @@ failures) onto the proxy's error hierarchy. Table: tgi-protocol.md §2.6; OpenAI
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -41,7 +42,15 @@ def from_tgi_error(status: int | None, body: Any, retry_after: str | None = None
     ):
         return UpstreamFailed(message, code=f"upstream_{error_type or 'generation'}_error")
     if status == 503:
+        # The HF router says how long a cold model needs: `{"error": "... loading", "estimated_time": 44.5}`
+        # (tgi-protocol.md §5); it becomes the client's Retry-After, and the floor of the proxy's own retry delay.
+        estimated = body.get("estimated_time") if isinstance(body, dict) else None
+        if retry_after is None and isinstance(estimated, int | float) and estimated > 0:
+            retry_after = str(math.ceil(estimated))
         return UpstreamLoading(message, headers={"retry-after": retry_after or "5"})
+    if status == 402:
+        # The HF router's "credits exhausted": OpenAI reports the same condition as 429 `insufficient_quota`.
+        return UpstreamOverloaded(f"The upstream refused for billing (HTTP 402): {message}", code="insufficient_quota")
     if status == 413:
         return RequestTooLarge(f"the upstream refused the request as too large: {message}")
     if status in (401, 403):

@@ -1,123 +1,105 @@
-"""Text Generation Inference over its native API: `/generate`, `/generate_stream`, `/info`, `/tokenize`.
+"""Text Generation Inference over its native API: `/generate`, `/generate_stream`, `/info`, `/tokenize`; and
+the HF router's hf-inference provider, which serves the same bodies on TGI's compat route per model.
 
-One pooled `httpx.AsyncClient` per upstream. The transport is injectable, so tests run the same code against
-an in-process fake. Closing a stream's iterator closes its HTTP response, and TGI drops a request from its
-batch when its connection goes (tgi-protocol.md §2.5): that is how a client's disconnect reaches the model.
+HTTP, replicas, retries and deadlines are `server.upstream.http`'s. Closing a stream's iterator closes its
+HTTP response, and TGI drops a request from its batch when its connection goes (tgi-protocol.md §2.5): that
+is how a client's disconnect reaches the model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
-from server.config import UpstreamConfig
 from server.errors import ProxyError, UpstreamError
 from server.schemas.tgi import GenerateParameters, GenerateResponse, Info, StreamResponse
 from server.upstream.base import Generated, Limits
-from server.upstream.errors import from_tgi_error, from_transport_error
-from server.upstream.sse import SSEDecoder
+from server.upstream.errors import from_tgi_error
+from server.upstream.http import UpstreamHTTP
 
-__all__ = ["TGIClient"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["TGI_ROUTES", "Routes", "TGIClient", "hf_inference_routes", "read_tgi_error"]
 
 # After /info fails (upstream down at start, or a server without it), use defaults for this long.
 _INFO_RETRY_SECONDS = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """Where a native text-generation server takes each call; `None` for what it does not offer."""
+
+    generate: str
+    stream: str
+    stream_flag: bool  # the body says `"stream": true` (the compat route `/` and the HF router)
+    info: str | None
+    tokenize: str | None
+    health: str
+
+
+TGI_ROUTES = Routes("/generate", "/generate_stream", False, "/info", "/tokenize", "/health")
+
+
+def hf_inference_routes(model_id: str) -> Routes:
+    """The HF router's hf-inference provider: TGI's compat route per model, no /info or /tokenize
+    (tgi-protocol.md §5). Its health check is a GET of the model route, which answers without generating."""
+    route = f"/models/{model_id}"
+    return Routes(route, route, True, None, None, route)
+
+
 class TGIClient:
-    def __init__(self, config: UpstreamConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._base_url = config.addresses[0]
-        headers = {"content-type": "application/json"}
-        if config.token is not None and config.token.get_secret_value():
-            headers["authorization"] = f"Bearer {config.token.get_secret_value()}"
-        self._client = httpx.AsyncClient(
-            base_url=self._base_url,
-            headers=headers,
-            transport=transport,
-            timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-            limits=httpx.Limits(
-                max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-            ),
-        )
-        self._connect_timeout = config.connect_timeout
+    """A native text-generation upstream: TGI itself, an Inference Endpoint running TGI, or the HF router."""
+
+    def __init__(self, http: UpstreamHTTP, routes: Routes = TGI_ROUTES) -> None:
+        self._http = http
+        self._routes = routes
         self._limits: Limits | None = None
         self._limits_retry_at = 0.0
 
     async def generate(self, prompt: str, parameters: GenerateParameters) -> Generated:
+        reply = await self._http.post(self._routes.generate, self._body(prompt, parameters, stream=False))
         try:
-            response = await self._send("/generate", _body(prompt, parameters))
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
-        if response.status_code != 200:
-            raise _status_error(response)
-        try:
-            payload: GenerateResponse = orjson.loads(response.content)
+            payload: GenerateResponse = orjson.loads(reply.content)
         except orjson.JSONDecodeError:
             raise UpstreamError("the upstream sent a body that is not JSON") from None
         if isinstance(payload, list):  # `POST /` compat and the HF router wrap the answer in a list
             payload = payload[0]
-        prompt_tokens = response.headers.get("x-prompt-tokens")
+        prompt_tokens = reply.headers.get("x-prompt-tokens")
         return Generated(payload, int(prompt_tokens) if prompt_tokens and prompt_tokens.isdigit() else None)
 
     async def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[list[StreamResponse]]:
-        try:
-            async with contextlib.aclosing(await self._send("/generate_stream", _body(prompt, parameters))) as resp:
-                if resp.status_code != 200:
-                    await resp.aread()
-                    raise _status_error(resp)
-                decoder = SSEDecoder()
-                async for chunk in resp.aiter_bytes():
-                    batch: list[StreamResponse] = []
-                    for data in decoder.feed(chunk):
-                        try:
-                            event = _parse_event(data)
-                        except ProxyError:
-                            if batch:  # the tokens before an error event still reach the client
-                                yield batch
-                            raise
-                        batch.append(event)
-                        if event["generated_text"] is not None:
+        body = self._body(prompt, parameters, stream=True)
+        async with contextlib.aclosing(self._http.stream(self._routes.stream, body)) as payloads:
+            async for payload in payloads:
+                batch: list[StreamResponse] = []
+                for data in payload:
+                    try:
+                        event = _parse_event(data)
+                    except ProxyError:
+                        if batch:  # the tokens before an error event still reach the client
                             yield batch
-                            return
-                    if batch:
+                        raise
+                    batch.append(event)
+                    if event["generated_text"] is not None:
                         yield batch
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc) from None
+                        return
+                if batch:
+                    yield batch
         raise UpstreamError("the upstream stream ended before its final event", code="incomplete_generation_stream")
-
-    async def _send(self, path: str, body: bytes) -> httpx.Response:
-        """POST and return once headers arrive; the caller reads and closes the body.
-
-        A pooled keep-alive connection may have been closed by the upstream just as it is reused; the request
-        then fails before any answer (urllib3 retries this case too). It is sent once more, on a fresh
-        connection: nothing reached the client yet, and generation has no side effect to repeat.
-        """
-        request = self._client.build_request("POST", path, content=body)
-        try:
-            return await self._client.send(request, stream=True)
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-            return await self._client.send(request, stream=True)
 
     async def limits(self) -> Limits:
         if self._limits is not None:
             return self._limits
-        if time.monotonic() < self._limits_retry_at:
+        if self._routes.info is None or time.monotonic() < self._limits_retry_at:
             return Limits()
+        response = await self._http.get(self._routes.info)
         try:
-            response = await self._client.get("/info", timeout=self._connect_timeout)
-            info: Info = response.json() if response.status_code == 200 else {}
-        except (httpx.HTTPError, ValueError):
+            info: Info = response.json() if response is not None and response.status_code == 200 else {}
+        except ValueError:
             info = {}
         if not info:
             self._limits_retry_at = time.monotonic() + _INFO_RETRY_SECONDS
@@ -134,33 +116,35 @@ class TGIClient:
 
     async def count_tokens(self, prompt: str) -> int | None:
         """Prompt length by the upstream's own tokenizer, or None when it cannot tell."""
+        if self._routes.tokenize is None:
+            return None
         try:
-            response = await self._client.post("/tokenize", content=orjson.dumps({"inputs": prompt}))
-            tokens = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+            reply = await self._http.post(self._routes.tokenize, orjson.dumps({"inputs": prompt}))
+            tokens = orjson.loads(reply.content)
+        except (ProxyError, orjson.JSONDecodeError):
             return None
         return len(tokens) if isinstance(tokens, list) else None
 
     async def healthy(self) -> bool:
-        """TGI's `/health`: 200 once its model is loaded and a shard answers."""
-        try:
-            response = await self._client.get("/health", timeout=self._connect_timeout)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        """Every replica's `/health` (200 once TGI's model is loaded and a shard answers), which also rests or
+        wakes each replica for the balancer; healthy when any replica is."""
+        return await self._http.check_replicas(self._routes.health)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
-    def _transport_error(self, exc: httpx.HTTPError) -> Exception:
-        # The address goes to the log for operators, never to clients; no userinfo, so no credentials.
-        url = self._client.base_url
-        logger.warning("upstream %s://%s:%s failed: %s", url.scheme, url.host, url.port or "", type(exc).__name__)
-        return from_transport_error(exc)
+    def _body(self, prompt: str, parameters: GenerateParameters, *, stream: bool) -> bytes:
+        if self._routes.stream_flag:
+            return orjson.dumps({"inputs": prompt, "parameters": parameters, "stream": stream})
+        return orjson.dumps({"inputs": prompt, "parameters": parameters})
 
 
-def _body(prompt: str, parameters: GenerateParameters) -> bytes:
-    return orjson.dumps({"inputs": prompt, "parameters": parameters})
+def read_tgi_error(response: httpx.Response) -> ProxyError:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    return from_tgi_error(response.status_code, body, response.headers.get("retry-after"))
 
 
 def _parse_event(data: bytes) -> StreamResponse:
@@ -178,11 +162,3 @@ def _parse_event(data: bytes) -> StreamResponse:
     event.setdefault("details", None)
     parsed: StreamResponse = event  # type: ignore[assignment]
     return parsed
-
-
-def _status_error(response: httpx.Response) -> Exception:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text
-    return from_tgi_error(response.status_code, body, response.headers.get("retry-after"))
