@@ -47,6 +47,9 @@ class ProxyError(Exception):
     status: int = 500
     error_type: str = "server_error"
     default_code: str | None = None
+    # Seconds the upstream itself asked callers to wait (Retry-After, HF's `estimated_time`); None when it
+    # gave no figure. The proxy's retries wait at least this long before asking the same upstream again.
+    retry_after: float | None = None
 
     def __init__(
         self,

@@ -20,6 +20,8 @@ CHAT = "/v1/chat/completions"
 def upstream_options() -> dict[str, Any]:
     """Each failure is reported as the upstream gave it: retries are `tests/test_resilience.py`'s subject."""
     return {"retries": 0}
+
+
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 

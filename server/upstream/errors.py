@@ -28,26 +28,31 @@ _CONTEXT_MARKERS = ("`inputs` tokens + `max_new_tokens`", "`inputs` must have le
 
 
 def from_tgi_error(status: int | None, body: Any, retry_after: str | None = None) -> ProxyError:
-    """`status` is None for an error event inside a 200 stream."""
+    """`status` is None for an error event inside a 200 stream; `retry_after` is the Retry-After header."""
+    error = _mapped(status, body)
+    wait = _wait_hint(body, retry_after)
+    if isinstance(error, UpstreamOverloaded | UpstreamLoading):
+        error.retry_after = wait
+        if wait is not None:
+            error.headers["retry-after"] = str(math.ceil(wait))
+    return error
+
+
+def _mapped(status: int | None, body: Any) -> ProxyError:
     message, error_type = _message_and_type(body)
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         status = body["error"].get("http_status_code", status)
     if error_type == "validation" or status in (400, 422):
         return _validation_error(message)
     if error_type == "overloaded" or status == 429:
-        return UpstreamOverloaded(message, headers={"retry-after": retry_after or "1"})
+        return UpstreamOverloaded(message, headers={"retry-after": "1"})
     if error_type in {"generation", "incomplete_generation", "incomplete_generation_stream"} or status in (
         424,
         500,
     ):
         return UpstreamFailed(message, code=f"upstream_{error_type or 'generation'}_error")
     if status == 503:
-        # The HF router says how long a cold model needs: `{"error": "... loading", "estimated_time": 44.5}`
-        # (tgi-protocol.md §5); it becomes the client's Retry-After, and the floor of the proxy's own retry delay.
-        estimated = body.get("estimated_time") if isinstance(body, dict) else None
-        if retry_after is None and isinstance(estimated, int | float) and estimated > 0:
-            retry_after = str(math.ceil(estimated))
-        return UpstreamLoading(message, headers={"retry-after": retry_after or "5"})
+        return UpstreamLoading(message, headers={"retry-after": "5"})
     if status == 402:
         # The HF router's "credits exhausted": OpenAI reports the same condition as 429 `insufficient_quota`.
         return UpstreamOverloaded(f"The upstream refused for billing (HTTP 402): {message}", code="insufficient_quota")
@@ -58,6 +63,21 @@ def from_tgi_error(status: int | None, body: Any, retry_after: str | None = None
     if status == 504:
         return UpstreamTimeout(message)
     return UpstreamError(f"the upstream answered HTTP {status}: {message}" if status else message)
+
+
+def _wait_hint(body: Any, retry_after: str | None) -> float | None:
+    """Retry-After in its seconds form, else the HF router's `{"error": "... is currently loading",
+    "estimated_time": 44.5}` for a cold model (tgi-protocol.md §5). The HTTP-date form is not used by TGI."""
+    if retry_after is not None:
+        try:
+            seconds = float(retry_after)
+        except ValueError:
+            return None
+        return seconds if seconds >= 0 else None
+    estimated = body.get("estimated_time") if isinstance(body, dict) else None
+    if isinstance(estimated, int | float) and not isinstance(estimated, bool) and estimated > 0:
+        return float(estimated)
+    return None
 
 
 def from_transport_error(exc: httpx.HTTPError) -> ProxyError:

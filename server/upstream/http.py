@@ -12,7 +12,6 @@ under stress" hold for all of them:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -165,8 +164,8 @@ class UpstreamHTTP:
         returned is still counted as in flight: the caller releases it."""
         loop = asyncio.get_running_loop()
         tried: list[Replica] = []
+        replica = self.replicas.pick()
         for retry in range(self._config.retries + 1):
-            replica = self.replicas.pick(avoid=tried)
             tried.append(replica)
             try:
                 return replica, await attempt(replica)
@@ -176,11 +175,18 @@ class UpstreamHTTP:
                     self.replicas.rest(replica)
                 if not failure.retry or retry == self._config.retries:
                     raise failure.error from None
-                delay = self._backoff.delay(retry, _retry_hint(failure.error))
+                failed, replica = replica, self.replicas.pick(avoid=tried)
+                # The upstream's own wait applies to asking it again, not to asking another replica.
+                delay = self._backoff.delay(retry, failure.error.retry_after if replica is failed else None)
                 if loop.time() + delay >= deadline:
+                    self.replicas.release(replica)
                     raise failure.error from None
                 logger.warning("upstream call failed (%s); retry %d in %.2f s", failure.error.code, retry + 1, delay)
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                except BaseException:
+                    self.replicas.release(replica)
+                    raise
             except BaseException:
                 self.replicas.release(replica)
                 raise
@@ -266,11 +272,3 @@ class UpstreamHTTP:
         url = httpx.URL(replica.url)
         logger.warning("upstream %s://%s:%s failed: %s", url.scheme, url.host, url.port or "", type(exc).__name__)
         return from_transport_error(exc)
-
-
-def _retry_hint(error: ProxyError) -> float | None:
-    """The upstream's own `Retry-After` (seconds form), carried on the error for the client too."""
-    value = error.headers.get("retry-after")
-    with contextlib.suppress(TypeError, ValueError):
-        return float(value)  # type: ignore[arg-type]
-    return None

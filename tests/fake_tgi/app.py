@@ -55,6 +55,7 @@ class FakeTGI(FakeTGISettings):
     _disconnect_seen: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _in_flight: int = field(default=0, init=False, repr=False)
+    _failures_sent: int = field(default=0, init=False, repr=False)
     _rng: random.Random = field(default_factory=lambda: random.Random(0), init=False, repr=False)
 
     # -- public helpers -----------------------------------------------------------------------------
@@ -188,7 +189,8 @@ class FakeTGI(FakeTGISettings):
     ) -> str:
         if not await exchange.pause(self.headers_delay):
             return DISCONNECTED
-        if self.fail_status is not None:
+        if self.fail_status is not None and (self.fail_times is None or self._failures_sent < self.fail_times):
+            self._failures_sent += 1
             await self._send_failure(exchange, self.fail_status)
             return "failed"
         if stream and self.replay_sse is not None:
@@ -230,6 +232,9 @@ class FakeTGI(FakeTGISettings):
                     if self.eof_after is not None and position >= self.eof_after:
                         await exchange.finish()
                         return "eof"
+                    if self.stall_after is not None and position >= self.stall_after:
+                        await exchange.pause(3600)  # returns when the client disconnects
+                        return DISCONNECTED
                     event = stream_event(valid, generation, position, legacy=self.framing == "legacy")
                     if not await self._send_event(exchange, record, orjson.dumps(event)):
                         return DISCONNECTED

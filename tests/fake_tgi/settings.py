@@ -38,6 +38,8 @@ class FakeTGISettings:
     fail_status: int | None = None  # answer with this status and fail_body instead of generating
     fail_body: dict[str, Any] | bytes | None = None  # None: default_fail_body(fail_status)
     fail_headers: dict[str, str] = field(default_factory=dict)  # e.g. {"retry-after": "1"}
+    fail_times: int | None = None  # only the first N generation requests fail (None: all of them)
     error_event_after: int | None = None  # stream: N token events then a generation error event; /generate: 424
     eof_after: int | None = None  # stream: N token events then end of body; /generate: 500 incomplete
+    stall_after: int | None = None  # stream: N token events, then silence until the client leaves
     replay_sse: bytes | None = None  # serve these exact bytes as every /generate_stream body
