@@ -68,7 +68,9 @@ def _install_middleware(app: FastAPI, server: ServerConfig, metrics: Metrics) ->
         app.add_middleware(EnvelopeCORSMiddleware, **cors_options(server))
     if guards_hosts(server):
         app.add_middleware(HostAllowlistMiddleware, allowed_hosts=server.allowed_hosts)
-    known_paths = {route.path for route in app.routes if isinstance(route, Route) and "{" not in route.path}
+    # The router's own routes too: recent FastAPI keeps an included router as one opaque entry of `app.routes`.
+    routes = [*app.routes, *router.routes]
+    known_paths = {route.path for route in routes if isinstance(route, Route) and "{" not in route.path}
     app.add_middleware(AccessMiddleware, metrics=metrics, access_log=server.access_log, known_paths=known_paths)
 
 

@@ -130,3 +130,15 @@ async def test_each_app_has_its_own_registry(fake_tgi: FakeTGI, make_settings: S
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=apps[1]), base_url="http://b.test") as second:
         text = (await second.get("/metrics")).text
     assert 'endpoint="/health"' not in text
+
+
+async def test_requests_refused_before_routing_keep_their_endpoint(
+    fake_tgi: FakeTGI, make_settings: SettingsFactory
+) -> None:
+    app = create_app(make_settings(server={"api_keys": ["sk-k"]}), upstream_transport=httpx.ASGITransport(fake_tgi.app))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
+        assert (await http.post("/v1/chat/completions", json={})).status_code == 401
+        assert (await http.get("/v1/models")).status_code == 401
+        scrape = Scrape((await http.get("/metrics")).text)
+    for endpoint in ("/v1/chat/completions", "/v1/models"):
+        assert scrape.value(f"{P}requests_total", endpoint=endpoint, status="401", model="") == 1
