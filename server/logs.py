@@ -9,6 +9,7 @@ logged only by `server.observed` when `server.log_prompts` asks for it.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -23,6 +24,8 @@ __all__ = ["JsonFormatter", "PlainFormatter", "RequestIdFilter", "configure_logg
 # log already says what happened once per request.
 _QUIET_LOGGERS = ("httpx", "httpcore")
 _NO_REQUEST = "-"
+# Printable ASCII but space, `"`, `=` and `\`: such a value needs no quotes.
+_BARE = re.compile(r"[!#-<>-\[\]-~]+")
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -69,9 +72,7 @@ class JsonFormatter(logging.Formatter):
 def _plain(value: Any) -> str:
     """logfmt-style: bare when unambiguous, else a JSON string, so a value can never forge another line."""
     text = value if isinstance(value, str) else str(value)
-    if text and not any(char.isspace() or char in '"=\\' or not char.isprintable() for char in text):
-        return text
-    return orjson.dumps(text).decode()
+    return text if _BARE.fullmatch(text) else orjson.dumps(text).decode()
 
 
 def configure_logging(server: ServerConfig, stream: TextIO | None = None) -> logging.Handler:
@@ -84,4 +85,5 @@ def configure_logging(server: ServerConfig, stream: TextIO | None = None) -> log
     root.setLevel(server.log_level.upper())
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # library warnings become log lines too, so a JSON log stays all JSON
     return handler

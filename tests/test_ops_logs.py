@@ -140,6 +140,7 @@ def test_configure_logging_installs_one_handler_and_quiets_httpx() -> None:
         root.removeHandler(handler)
         root.setLevel(saved[0])
         logging.getLogger("httpx").setLevel(saved[1])
+        logging.captureWarnings(False)
     [line] = [line for line in stream.getvalue().splitlines() if "server.test" in line or "httpx" in line]
     assert orjson.loads(line)["n"] == 1 and "pass" not in stream.getvalue()
 
