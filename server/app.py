@@ -51,6 +51,7 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
     app.state.models = registry
     app.state.metrics = metrics
     app.include_router(router)
+    # Not in the OpenAPI document, whose answers are JSON: Prometheus text is for scrapers.
     app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
     _publish_request_schemas(app)
     _install_error_handlers(app)
