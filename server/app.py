@@ -6,37 +6,40 @@ FastAPI's own validation errors and Starlette's 404/405, so no client ever sees 
 
 from __future__ import annotations
 
-import logging
-import re
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Route
 
 from server import __version__
+from server.access import AccessMiddleware
 from server.auth import ApiKeyMiddleware
-from server.config import Settings
-from server.errors import HTTPFailure, InvalidRequest, ProxyError
+from server.config import ServerConfig, Settings
+from server.cors import EnvelopeCORSMiddleware, cors_options
+from server.errors import HTTPFailure, InvalidRequest, ProxyError, error_response
+from server.hosts import HostAllowlistMiddleware, guards_hosts
+from server.metrics import Metrics
 from server.models import build_registry
+from server.observed import ObservedUpstream
 from server.routes import ClientGone, router, schema_components
 from server.upstream import Transport
 
 __all__ = ["create_app"]
-
-logger = logging.getLogger(__name__)
 
 # Status 499 ("client closed request", nginx): logged, never seen by anyone.
 CLIENT_CLOSED = 499
 
 
 def create_app(settings: Settings, *, upstream_transport: Transport | None = None) -> FastAPI:
-    registry = build_registry(settings, transport=upstream_transport)
+    metrics = Metrics(model.name for model in settings.models)
+    observe = partial(ObservedUpstream, metrics=metrics, log_prompts=settings.server.log_prompts)
+    registry = build_registry(settings, transport=upstream_transport, observe=observe)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -46,13 +49,30 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
     app = FastAPI(title="hf-openai-proxy", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.models = registry
+    app.state.metrics = metrics
     app.include_router(router)
+    # Not in the OpenAPI document, whose answers are JSON: Prometheus text is for scrapers.
+    app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
     _publish_request_schemas(app)
     _install_error_handlers(app)
-    if settings.server.api_keys:
-        app.add_middleware(ApiKeyMiddleware, keys=[key.get_secret_value() for key in settings.server.api_keys])
-    app.add_middleware(RequestIdMiddleware)
+    _install_middleware(app, settings.server, metrics)
     return app
+
+
+def _install_middleware(app: FastAPI, server: ServerConfig, metrics: Metrics) -> None:
+    """Innermost first: a request meets them in the reverse order. Preflights are answered by CORS before
+    any key is asked for; a refused Host is answered before CORS (a rebinding page is same-origin anyway)."""
+    if server.api_keys:
+        keys = [key.get_secret_value() for key in server.api_keys]
+        app.add_middleware(ApiKeyMiddleware, keys=keys, open_paths=server.open_paths)
+    if server.cors_origins:
+        app.add_middleware(EnvelopeCORSMiddleware, **cors_options(server))
+    if guards_hosts(server):
+        app.add_middleware(HostAllowlistMiddleware, allowed_hosts=server.allowed_hosts)
+    # The router's own routes too: recent FastAPI keeps an included router as one opaque entry of `app.routes`.
+    routes = [*app.routes, *router.routes]
+    known_paths = {route.path for route in routes if isinstance(route, Route) and "{" not in route.path}
+    app.add_middleware(AccessMiddleware, metrics=metrics, access_log=server.access_log, known_paths=known_paths)
 
 
 def _publish_request_schemas(app: FastAPI) -> None:
@@ -69,68 +89,18 @@ def _publish_request_schemas(app: FastAPI) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProxyError)
     async def proxy_error(_: Request, exc: ProxyError) -> Response:
-        return _error_response(exc)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
-        return _error_response(InvalidRequest(f"Invalid '{param}': {first.get('msg', 'invalid value')}", param=param))
+        return error_response(InvalidRequest(f"Invalid '{param}': {first.get('msg', 'invalid value')}", param=param))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:
-        return _error_response(HTTPFailure(exc.status_code, str(exc.detail), exc.headers))
+        return error_response(HTTPFailure(exc.status_code, str(exc.detail), exc.headers))
 
     @app.exception_handler(ClientGone)
     async def client_gone(_: Request, __: ClientGone) -> Response:
         return Response(status_code=CLIENT_CLOSED)
-
-
-def _error_response(exc: ProxyError) -> Response:
-    return Response(exc.json_bytes(), status_code=exc.status, media_type="application/json", headers=exc.headers)
-
-
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-
-class RequestIdMiddleware:
-    """Echo the client's `x-request-id` (or a new one) on every response, streams included; and be the
-    last line of defence: an exception nothing else handled becomes a 500 envelope with no internals.
-
-    Plain ASGI rather than `BaseHTTPMiddleware`, which would buffer streams and hide disconnects.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"x-request-id"), "")
-        if not _CLIENT_REQUEST_ID.match(request_id):
-            request_id = f"req_{secrets.token_hex(12)}"
-        scope.setdefault("state", {})["request_id"] = request_id
-        header = (b"x-request-id", request_id.encode())
-
-        started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except ProxyError as exc:  # raised by middleware, outside the app's own handlers
-            if started:
-                raise
-            await _error_response(exc)(scope, receive, send_with_id)
-        except Exception:
-            logger.exception("unexpected error serving %s %s", scope.get("method"), scope.get("path"))
-            if started:
-                raise
-            failure = ProxyError("The server had an error while processing your request.")
-            await _error_response(failure)(scope, receive, send_with_id)

@@ -1,34 +1,42 @@
-"""Bearer API keys (`server.api_keys`): every route but the open ones needs one when keys are configured.
+"""Bearer API keys (`server.api_keys`, with those read from `api_keys_env` / `api_keys_file`): when keys are
+configured, every path but `server.open_paths` needs one; CORS preflights (`OPTIONS`) never do.
 
-Keys are compared with `hmac.compare_digest` against every configured key, so timing tells nothing about
-how much of a guess was right. CORS preflights (`OPTIONS`) never need a key.
+Keys are compared as SHA-256 digests with `hmac.compare_digest`, against every configured key, so timing
+tells neither how much of a guess was right nor how long a key is. The refusal is answered here, inside the
+CORS layer, so a browser page can read it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.errors import AuthenticationFailed
+from server.errors import AuthenticationFailed, error_response
 
-__all__ = ["OPEN_PATHS", "ApiKeyMiddleware"]
-
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+__all__ = ["ApiKeyMiddleware"]
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, *, keys: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, *, keys: Sequence[str], open_paths: Collection[str]) -> None:
         self.app = app
-        self._keys = [key.encode() for key in keys]
+        self._digests = [_digest(key.encode()) for key in keys]
+        self._open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] != "OPTIONS" and scope["path"] not in OPEN_PATHS:
-            if not self._accepts(scope):
-                raise AuthenticationFailed(
-                    "Incorrect API key provided. Send one of the configured keys as `Authorization: Bearer <key>`."
-                )
+        if (
+            scope["type"] == "http"
+            and scope["method"] != "OPTIONS"
+            and scope["path"] not in self._open_paths
+            and not self._accepts(scope)
+        ):
+            refusal = AuthenticationFailed(
+                "Incorrect API key provided. Send one of the configured keys as `Authorization: Bearer <key>`."
+            )
+            await error_response(refusal)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     def _accepts(self, scope: Scope) -> bool:
@@ -36,7 +44,12 @@ class ApiKeyMiddleware:
         scheme, _, key = header.partition(b" ")
         if scheme.lower() != b"bearer":
             return False
+        presented = _digest(key.strip())
         matched = False
-        for candidate in self._keys:
-            matched |= hmac.compare_digest(candidate, key.strip())
+        for digest in self._digests:
+            matched |= hmac.compare_digest(digest, presented)
         return matched
+
+
+def _digest(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()

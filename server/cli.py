@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ import uvicorn
 from server import __version__
 from server.app import create_app
 from server.config import ConfigError, load_settings
+from server.logs import configure_logging
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -42,10 +42,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         settings = load_settings(args.config, flag_overrides(args))
+        configure_logging(settings.server)
         app = create_app(settings)
     except ConfigError as exc:
         sys.stderr.write(f"hf-openai-proxy: {exc}\n")
         raise SystemExit(2) from None
-    level = settings.server.log_level
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=level)
+    server = settings.server
+    # uvicorn's records go through the handler set up above; its access log is off, ours has one line a request.
+    uvicorn.run(app, host=server.host, port=server.port, log_level=server.log_level, log_config=None, access_log=False)

@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
@@ -106,19 +115,38 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The final list: `Settings` adds the keys read from `api_keys_env` and `api_keys_file` at start.
     api_keys: list[SecretStr] = []
+    api_keys_env: str | None = None  # an environment variable holding keys, separated by commas or whitespace
+    api_keys_file: Path | None = None  # one key per line, `#` comments; relative to the config file
+    open_paths: list[Annotated[str, Field(pattern=r"^/")]] = ["/health", "/ready", "/metrics"]
+    cors_origins: list[str] = []
+    cors_headers: list[str] = ["*"]
+    # Host names answered besides loopback ones; see `server.hosts`. "*" turns the check off.
+    allowed_hosts: list[Annotated[str, Field(pattern=r"^[^/\s]+$")]] = []
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # SSE comment interval; also how long a stream waits for its first token before sending headers.
     ping_seconds: Annotated[float, Field(gt=0)] = 15.0
+    log_format: Literal["plain", "json"] = "plain"
+    access_log: bool = True
+    log_prompts: bool = False  # prompts and upstream outputs in the log: for debugging only
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_empty_key(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(not key.get_secret_value().strip() for key in keys):
+            raise ValueError("an empty key would let in any request with an empty `Bearer`")
+        return keys
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
 
     models: list[ModelConfig] = []
-    server: ServerConfig = ServerConfig()
-    # Folder that relative paths in the file (e.g. .jinja templates) are resolved against.
+    # Folder that relative paths in the file (e.g. .jinja templates) are resolved against; before `server`,
+    # whose validation reads `api_keys_file` relative to it.
     base_dir: Path = Path(".")
+    server: ServerConfig = ServerConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -129,6 +157,15 @@ class Settings(BaseSettings):
                     raise ValueError(f"model name or alias {name!r} is used twice")
                 seen.add(name)
         return self
+
+    @field_validator("server")
+    @classmethod
+    def _read_api_keys(cls, server: ServerConfig, info: ValidationInfo) -> ServerConfig:
+        """Keys from the environment and from a file join `api_keys` here, once, at start."""
+        read = _keys_from_env(server.api_keys_env) + _keys_from_file(server.api_keys_file, info.data.get("base_dir"))
+        if not read:
+            return server
+        return server.model_copy(update={"api_keys": [*server.api_keys, *(SecretStr(key) for key in read)]})
 
     @classmethod
     def settings_customise_sources(
@@ -142,6 +179,30 @@ class Settings(BaseSettings):
         # Layering is explicit in `load_settings`; construction only sees the merged mapping.
         del settings_cls, env_settings, dotenv_settings, file_secret_settings
         return (init_settings,)
+
+
+def _keys_from_env(name: str | None) -> list[str]:
+    # A configured source that yields no key stops start-up: auth must never be off by accident.
+    if name is None:
+        return []
+    keys = os.environ.get(name, "").replace(",", " ").split()
+    if not keys:
+        raise ValueError(f"`api_keys_env` names {name}, an environment variable that is not set or holds no key")
+    return keys
+
+
+def _keys_from_file(path: Path | None, base_dir: Path | None) -> list[str]:
+    if path is None:
+        return []
+    path = (base_dir or Path(".")) / path  # an absolute `path` stays as it is
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"`api_keys_file` {path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        raise ValueError(f"`api_keys_file` {path} holds no key")
+    return keys
 
 
 def load_settings(config_path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:

@@ -1,10 +1,11 @@
-"""Every failure the proxy reports, as one hierarchy rendered in one place (`server.app`).
+"""Every failure the proxy reports, as one hierarchy rendered in one place (`error_response`, below).
 
     ProxyError                     500 server_error        (a bug: message carries no internals)
     ├── HTTPFailure                404/405/... from routing, status as given
     ├── InvalidRequest             400 invalid_request_error, `param` names the field
     │   └── ContextLengthExceeded  400 code context_length_exceeded
     ├── AuthenticationFailed       401 code invalid_api_key
+    ├── HostNotAllowed             403 code host_not_allowed (DNS rebinding guard)
     ├── ModelNotFound              404 code model_not_found
     ├── RequestTooLarge            413
     └── UpstreamError              502 upstream answered something unusable or could not be reached
@@ -24,11 +25,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from starlette.responses import Response
 
 __all__ = [
     "AuthenticationFailed",
     "ContextLengthExceeded",
     "HTTPFailure",
+    "HostNotAllowed",
     "InvalidRequest",
     "ModelNotFound",
     "ProxyError",
@@ -38,6 +41,7 @@ __all__ = [
     "UpstreamLoading",
     "UpstreamOverloaded",
     "UpstreamTimeout",
+    "error_response",
 ]
 
 
@@ -109,6 +113,14 @@ class AuthenticationFailed(ProxyError):
     default_code = "invalid_api_key"
 
 
+class HostNotAllowed(ProxyError):
+    """The `Host` header names a host this server does not answer for (`server.allowed_hosts`)."""
+
+    status = 403
+    error_type = "invalid_request_error"
+    default_code = "host_not_allowed"
+
+
 class ModelNotFound(ProxyError):
     """No configured model or alias has this name."""
 
@@ -165,3 +177,8 @@ class UpstreamFailed(UpstreamError):
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message, code=code, headers={"x-should-retry": "false"})
+
+
+def error_response(exc: ProxyError) -> Response:
+    """The one HTTP rendering of an error, for the app's handlers and the middleware that answers early."""
+    return Response(exc.json_bytes(), status_code=exc.status, media_type="application/json", headers=exc.headers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ __all__ = ["ModelRegistry", "ServedModel", "build_registry"]
 OWNER = "hf-openai-proxy"
 
 logger = logging.getLogger(__name__)
+
+UpstreamObserver = Callable[[str, Upstream], Upstream]  # (model name, upstream) -> the upstream to use
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +54,11 @@ class ModelRegistry:
             await model.upstream.aclose()
 
 
-def build_registry(settings: Settings, *, transport: Transport | None = None) -> ModelRegistry:
-    """Load every template and open every upstream client; any problem is a `ConfigError` naming the field."""
+def build_registry(
+    settings: Settings, *, transport: Transport | None = None, observe: UpstreamObserver | None = None
+) -> ModelRegistry:
+    """Load every template and open every upstream client; any problem is a `ConfigError` naming the field.
+    `observe` wraps each model's upstream (metrics and logs, `server.observed`)."""
     created = int(time.time())
     models = []
     for i, config in enumerate(settings.models):
@@ -67,5 +72,6 @@ def build_registry(settings: Settings, *, transport: Transport | None = None) ->
             except TemplateLoadError as exc:
                 raise ConfigError(f"config error at {where}.chat_template: {exc}") from None
         upstream = connect(config.upstream, model=config.name, transport=transport, where=f"{where}.upstream")
+        upstream = observe(config.name, upstream) if observe is not None else upstream
         models.append(ServedModel(config.name, config, upstream, template, created))
     return ModelRegistry(models)
