@@ -27,8 +27,9 @@ from server.hosts import HostAllowlistMiddleware, guards_hosts
 from server.metrics import Metrics
 from server.models import build_registry
 from server.observed import ObservedUpstream
+from server.readiness import Readiness
 from server.routes import ClientGone, router, schema_components
-from server.upstream import Transport
+from server.upstream import Gate, Transport
 
 __all__ = ["create_app"]
 
@@ -40,16 +41,23 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
     metrics = Metrics(model.name for model in settings.models)
     observe = partial(ObservedUpstream, metrics=metrics, log_prompts=settings.server.log_prompts)
     registry = build_registry(settings, transport=upstream_transport, observe=observe)
+    for model in registry:
+        metrics.queued.labels(model.name).set_function(partial(_waiting, model.gate))
+
+    readiness = Readiness(registry, interval=settings.server.ready_interval)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        readiness.start()
         yield
+        await readiness.stop()
         await registry.aclose()
 
     app = FastAPI(title="hf-openai-proxy", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.models = registry
     app.state.metrics = metrics
+    app.state.readiness = readiness
     app.include_router(router)
     # Not in the OpenAPI document, whose answers are JSON: Prometheus text is for scrapers.
     app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
@@ -57,6 +65,10 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
     _install_error_handlers(app)
     _install_middleware(app, settings.server, metrics)
     return app
+
+
+def _waiting(gate: Gate) -> int:
+    return gate.waiting
 
 
 def _install_middleware(app: FastAPI, server: ServerConfig, metrics: Metrics) -> None:

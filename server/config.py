@@ -130,6 +130,7 @@ class ServerConfig(_Section):
     log_format: Literal["plain", "json"] = "plain"
     access_log: bool = True
     log_prompts: bool = False  # prompts and upstream outputs in the log: for debugging only
+    ready_interval: Seconds = 5.0  # how often upstream health is checked in the background for `/ready`
 
     @field_validator("api_keys")
     @classmethod

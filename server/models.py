@@ -11,7 +11,7 @@ from typing import Any
 from server.config import ConfigError, ModelConfig, Settings
 from server.errors import ModelNotFound
 from server.prompts import ChatTemplate, TemplateLoadError, load_chat_template
-from server.upstream import Transport, Upstream, connect
+from server.upstream import Gate, Transport, Upstream, connect
 
 __all__ = ["ModelRegistry", "ServedModel", "build_registry"]
 
@@ -29,6 +29,7 @@ class ServedModel:
     upstream: Upstream
     template: ChatTemplate | None
     created: int
+    gate: Gate  # this model's share of upstream capacity (`server.upstream.admission`)
 
     def card(self) -> dict[str, Any]:
         """The OpenAI `Model` object."""
@@ -71,7 +72,11 @@ def build_registry(
                 template = load_chat_template(config.chat_template, base_dir=settings.base_dir)
             except TemplateLoadError as exc:
                 raise ConfigError(f"config error at {where}.chat_template: {exc}") from None
-        upstream = connect(config.upstream, model=config.name, transport=transport, where=f"{where}.upstream")
+        limits = config.upstream
+        gate = Gate(
+            limit=limits.max_concurrency, queue=limits.max_queue, timeout=limits.queue_timeout, name=config.name
+        )
+        upstream = connect(limits, model=config.name, gate=gate, transport=transport, where=f"{where}.upstream")
         upstream = observe(config.name, upstream) if observe is not None else upstream
-        models.append(ServedModel(config.name, config, upstream, template, created))
+        models.append(ServedModel(config.name, config, upstream, template, created, gate))
     return ModelRegistry(models)

@@ -21,6 +21,7 @@ from server.endpoints import Work, chat_work, completion_work, in_openai_terms
 from server.errors import ProxyError, RequestTooLarge
 from server.generation import complete, open_stream
 from server.models import ModelRegistry, ServedModel
+from server.readiness import Readiness
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
 from server.sse_response import SSEResponse
 from server.validation import parse_request
@@ -94,12 +95,11 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    """Readiness: every model's upstream answers its health check (checked now, concurrently)."""
-    models = list(_registry(request))
-    results = await asyncio.gather(*(model.upstream.healthy() for model in models))
-    upstreams = {model.name: "ok" if ok else "unavailable" for model, ok in zip(models, results, strict=True)}
-    ok = all(results)
-    return JSONBody({"status": "ready" if ok else "unavailable", "models": upstreams}, status_code=200 if ok else 503)
+    """Readiness: every model's upstream passed its last background health check (`server.readiness`)."""
+    readiness: Readiness = request.app.state.readiness
+    readiness.start()
+    ok, body = readiness.report()
+    return JSONBody(body, status_code=200 if ok else 503)
 
 
 async def _serve(

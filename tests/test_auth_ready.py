@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -64,16 +66,44 @@ def test_sdk_sees_authentication_error(fake_tgi: FakeTGI, make_settings: Setting
                 assert good.completions.create(model=MODEL, prompt="x", max_tokens=1).choices
 
 
-async def test_ready_reflects_upstream_health(client: httpx.AsyncClient, fake_tgi: FakeTGI) -> None:
-    response = await client.get("/ready")
-    assert response.status_code == 200 and response.json() == {"status": "ready", "models": {MODEL: "ok"}}
-    fake_tgi.healthy = False
-    response = await client.get("/ready")
-    assert response.status_code == 503 and response.json()["models"] == {MODEL: "unavailable"}
-    assert (await client.get("/health")).status_code == 200  # liveness does not depend on the upstream
+async def poll_ready(http: httpx.AsyncClient, status: int) -> httpx.Response:
+    """`/ready` until it answers `status` (the checks run in the background, every 0.05 s here)."""
+    for _ in range(200):
+        response = await http.get("/ready")
+        if response.status_code == status:
+            return response
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"/ready never answered {status}: {response.text}")
+
+
+async def test_ready_reflects_upstream_health(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> None:
+    with LoopbackServer(fake_tgi.app) as upstream:
+        with LoopbackServer(create_app(make_settings(upstream.url, server={"ready_interval": 0.05}))) as proxy:
+            async with httpx.AsyncClient(base_url=proxy.url, timeout=5) as http:
+                response = await poll_ready(http, 200)
+                assert response.json() == {"status": "ready", "models": {MODEL: "ok"}}
+                fake_tgi.healthy = False
+                response = await poll_ready(http, 503)
+                assert response.json() == {"status": "unavailable", "models": {MODEL: "unavailable"}}
+                assert (await http.get("/health")).status_code == 200  # liveness does not depend on the upstream
 
 
 async def test_ready_when_upstream_is_down(make_settings: SettingsFactory) -> None:
-    app = create_app(make_settings("http://127.0.0.1:9"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
-        assert (await http.get("/ready")).status_code == 503
+    with LoopbackServer(create_app(make_settings("http://127.0.0.1:9", server={"ready_interval": 0.05}))) as proxy:
+        async with httpx.AsyncClient(base_url=proxy.url, timeout=5) as http:
+            await poll_ready(http, 503)
+            response = await http.get("/ready")
+            assert response.json()["models"] == {MODEL: "unavailable"}
+
+
+async def test_ready_never_waits_for_a_hanging_upstream(make_settings: SettingsFactory) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        settings = make_settings(url, upstream={"kind": "tgi", "url": url, "connect_timeout": 30})
+        with LoopbackServer(create_app(settings)) as proxy:
+            async with httpx.AsyncClient(base_url=proxy.url, timeout=2) as http:
+                for _ in range(3):  # each answer comes at once, from the cache, while the check hangs
+                    response = await http.get("/ready")
+                    assert response.status_code == 503 and response.json()["status"] == "starting"

@@ -110,7 +110,9 @@ async def locked_status(app_settings: Settings, fake_tgi: FakeTGI, path: str) ->
 async def test_health_ready_and_metrics_are_open_by_default(
     fake_tgi: FakeTGI, make_settings: SettingsFactory, path: str
 ) -> None:
-    assert await locked_status(make_settings(server={"api_keys": ["sk-k"]}), fake_tgi, path) == 200
+    # `/ready` answers 503 "starting" here: in-process, its first background check has not finished yet.
+    expected = 503 if path == "/ready" else 200
+    assert await locked_status(make_settings(server={"api_keys": ["sk-k"]}), fake_tgi, path) == expected
 
 
 async def test_open_paths_are_configurable(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> None:

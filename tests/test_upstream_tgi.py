@@ -18,7 +18,7 @@ from server.errors import (
     UpstreamOverloaded,
 )
 from server.schemas.tgi import GenerateParameters, StreamResponse
-from server.upstream import Upstream, connect
+from server.upstream import Gate, Upstream, connect
 from server.upstream.errors import from_tgi_error
 
 PARAMS: GenerateParameters = {"do_sample": False, "details": True, "max_new_tokens": 4}
@@ -31,7 +31,8 @@ FINAL = (
 
 def client_for(handler: Callable[[httpx.Request], httpx.Response], token: str | None = None) -> Upstream:
     config = UpstreamConfig.model_validate({"kind": "tgi", "url": "http://tgi.test", "token": token, "retries": 0})
-    return connect(config, model="m", transport=httpx.MockTransport(handler))
+    gate = Gate(limit=4, queue=0, timeout=1, name="m")
+    return connect(config, model="m", gate=gate, transport=httpx.MockTransport(handler))
 
 
 def sse(body: bytes) -> Callable[[httpx.Request], httpx.Response]:

@@ -5,23 +5,25 @@ from __future__ import annotations
 import httpx
 
 from server.config import ConfigError, UpstreamConfig
+from server.upstream.admission import Gate
 from server.upstream.base import Generated, Limits, Upstream
 from server.upstream.http import UpstreamHTTP
 from server.upstream.tgi import TGI_ROUTES, TGIClient, hf_inference_routes, read_tgi_error
 
-__all__ = ["Generated", "Limits", "Transport", "Upstream", "connect"]
+__all__ = ["Gate", "Generated", "Limits", "Transport", "Upstream", "connect"]
 
 Transport = httpx.AsyncBaseTransport
 
 
 def connect(
-    config: UpstreamConfig, *, model: str, transport: Transport | None = None, where: str = "upstream"
+    config: UpstreamConfig, *, model: str, gate: Gate, transport: Transport | None = None, where: str = "upstream"
 ) -> Upstream:
-    """The client for one configured model's upstream; `transport` lets tests put a fake behind it."""
+    """The client for one configured model's upstream, its calls admitted through `gate`; `transport` lets
+    tests put a fake behind it."""
     if config.kind == "tgi":
-        return TGIClient(UpstreamHTTP(config, name=model, read_error=read_tgi_error, transport=transport), TGI_ROUTES)
+        return TGIClient(UpstreamHTTP(config, gate=gate, read_error=read_tgi_error, transport=transport), TGI_ROUTES)
     if config.kind == "hf-inference":
-        http = UpstreamHTTP(config, name=model, read_error=read_tgi_error, transport=transport)
+        http = UpstreamHTTP(config, gate=gate, read_error=read_tgi_error, transport=transport)
         return TGIClient(http, hf_inference_routes(config.model_id or model))
     raise ConfigError(
         f"config error at {where}.kind: upstream kind '{config.kind}' is not available in this version"

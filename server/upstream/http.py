@@ -59,7 +59,7 @@ class UpstreamHTTP:
         self,
         config: UpstreamConfig,
         *,
-        name: str,
+        gate: Gate,
         read_error: ErrorReader,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
@@ -77,7 +77,7 @@ class UpstreamHTTP:
             ),
         )
         self.replicas = ReplicaSet(config.addresses, cooldown=config.cooldown)
-        self.gate = Gate(limit=config.max_concurrency, queue=config.max_queue, timeout=config.queue_timeout, name=name)
+        self.gate = gate
         self._config = config
         self._backoff = Backoff(base=config.backoff, cap=config.backoff_max)
         self._read_error = read_error

@@ -1,0 +1,67 @@
+"""`GET /ready`: each model's upstream health, checked in the background so the endpoint never waits.
+
+A load balancer polls `/ready` often and expects an instant answer; checking upstreams inline would make it
+as slow as the slowest upstream, and a dead one would hold every probe for its connect timeout. Instead a task
+checks every model's upstream each `server.ready_interval` seconds (TGI `/health` on every replica, which also
+rests or wakes replicas for the balancer) and `/ready` reports the last result. Until the first round has
+finished the answer is 503 `starting`. `/health` stays liveness only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from server.models import ModelRegistry
+
+__all__ = ["Readiness"]
+
+logger = logging.getLogger(__name__)
+
+
+class Readiness:
+    def __init__(self, registry: ModelRegistry, *, interval: float) -> None:
+        self._registry = registry
+        self._interval = interval
+        self._healthy: dict[str, bool] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start checking, if not started yet (the app's lifespan does it; `/ready` too, for servers that run
+        no lifespan)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="readiness-checks")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body) from the last finished round of checks."""
+        if self._healthy is None:
+            models = {model.name: "unknown" for model in self._registry}
+            return False, {"status": "starting", "models": models}
+        ready = all(self._healthy.values())
+        models = {name: "ok" if ok else "unavailable" for name, ok in self._healthy.items()}
+        return ready, {"status": "ready" if ready else "unavailable", "models": models}
+
+    async def check(self) -> None:
+        """One round: every model's upstream, concurrently."""
+        models = list(self._registry)
+        results = await asyncio.gather(*(model.upstream.healthy() for model in models), return_exceptions=True)
+        healthy = {}
+        for model, result in zip(models, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("health check of model %s failed: %s", model.name, type(result).__name__)
+            healthy[model.name] = result is True
+        self._healthy = healthy
+
+    async def _run(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self._interval)
