@@ -138,12 +138,13 @@ class UpstreamHTTP:
 
     async def check_replicas(self, path: str) -> bool:
         """GET `path` on every replica at once; a replica that fails it rests, one that passes is woken.
-        True when at least one passes. Passing means an answer that is not 5xx and not an auth or routing
-        refusal (TGI's `/health` answers 200 or 503)."""
+        True when at least one passes. Passing means any answer but 5xx and an auth refusal: TGI's `/health`
+        answers 200 or 503, and the HF router's model route, which has no health check, answers a GET
+        without generating."""
         responses = await asyncio.gather(*(self._get(replica, path) for replica in self.replicas.replicas))
         healthy = False
         for replica, response in zip(self.replicas.replicas, responses, strict=True):
-            if response is not None and response.status_code < 500 and response.status_code not in (401, 403, 404):
+            if response is not None and response.status_code < 500 and response.status_code not in (401, 403):
                 self.replicas.wake(replica)
                 healthy = True
             else:
