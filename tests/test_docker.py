@@ -135,13 +135,18 @@ def fake_upstream() -> Iterator[str]:
         yield upstream.url
 
 
-def test_dockerfile_installs_and_starts_in_a_fresh_venv(tmp_path: Path, fake_upstream: str) -> None:
+def test_dockerfile_installs_and_starts_in_a_fresh_venv(
+    tmp_path: Path, fake_upstream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     environment = tmp_path / "venv"
     venv.create(environment, with_pip=True)  # the image's python, without this test environment's packages
     image = replay(DOCKERFILE, tmp_path / "image", environment / "bin")
     assert image.skipped and image.user != "root"
-    assert image.env["HF_OPENAI_PROXY_SERVER__HOST"] == "0.0.0.0"
     assert image.cmd[:3] == ["python", "-m", "server"]
+    for name, value in {**image.env, "TGI_URL": fake_upstream}.items():
+        monkeypatch.setenv(name, value)
+    in_image = load_settings(image.path(image.cmd[image.cmd.index("--config") + 1]))
+    assert (in_image.server.host, in_image.server.port) == ("0.0.0.0", 8000)  # the image's env beats the file
 
     port = str(free_port())
     env = {
