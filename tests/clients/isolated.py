@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ INSTALL_TIMEOUT = 900
 RUN_TIMEOUT = 180
 
 
-def _install_once(target: Path, declaration: Path, install: Any) -> None:
+def _install_once(target: Path, declaration: Path, install: Callable[[], None]) -> None:
     stamp = target / ".installed"
     digest = hashlib.sha256(declaration.read_bytes() + sys.version.encode()).hexdigest()
     if stamp.is_file() and stamp.read_text() == digest:

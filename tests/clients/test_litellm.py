@@ -9,7 +9,7 @@ from tests.clients.isolated import CLIENTS_DIR, openai2_python, run_client
 from tests.conftest import MODEL, Live
 
 # LiteLLM fetches its model price list from the network at import unless told to use the bundled copy.
-OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
+OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 
 def test_litellm_client(live: Live) -> None:
