@@ -10,13 +10,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from server.schemas.tgi import GenerateParameters, StreamResponse
+from server.schemas.tgi import GenerateParameters
 
-__all__ = ["Job", "MergedStreams", "gather_or_cancel"]
+__all__ = ["Job", "Keyed", "MergedStreams", "gather_or_cancel"]
 
 T = TypeVar("T")
+E = TypeVar("E")  # an upstream event: TGI's StreamResponse, or an OpenAI-style chunk
+
+
+class Keyed(Protocol):
+    """One upstream call of a merge, told apart by its index."""
+
+    @property
+    def index(self) -> int: ...
+
+
+J = TypeVar("J", bound=Keyed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,19 +55,17 @@ async def gather_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
 
 _DONE = object()
 
-StreamOpener = Callable[[Job], AsyncIterator[list[StreamResponse]]]
 
-
-class MergedStreams:
-    def __init__(self, jobs: Sequence[Job], open_stream: StreamOpener) -> None:
+class MergedStreams(Generic[J, E]):
+    def __init__(self, jobs: Sequence[J], open_stream: Callable[[J], AsyncIterator[list[E]]]) -> None:
         self._jobs = jobs
         self._open = open_stream
-        self._single: AsyncIterator[list[StreamResponse]] | None = None
+        self._single: AsyncIterator[list[E]] | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.closed = False  # set by the owner once it has started closing
-        self._queue: asyncio.Queue[tuple[Job, list[StreamResponse] | BaseException | object]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[J, list[E] | BaseException | object]] = asyncio.Queue()
 
-    async def events(self) -> AsyncGenerator[tuple[Job, list[StreamResponse]], None]:
+    async def events(self) -> AsyncGenerator[tuple[J, list[E]], None]:
         """The merged events; call `aclose` when done, also after an early exit."""
         if len(self._jobs) == 1:
             job = self._jobs[0]
@@ -76,7 +85,7 @@ class MergedStreams:
             else:
                 yield job, item  # type: ignore[misc]
 
-    def stop(self, job: Job) -> None:
+    def stop(self, job: J) -> None:
         """This choice is complete (the proxy found its stop): cancel its upstream call."""
         task = self._tasks.get(job.index)
         if task is not None:
@@ -90,7 +99,7 @@ class MergedStreams:
         if self._tasks:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    async def _pump(self, job: Job) -> None:
+    async def _pump(self, job: J) -> None:
         try:
             async for event in self._open(job):
                 self._queue.put_nowait((job, event))

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from typing import Protocol, TypeVar
 
 from server.choice import ChoiceState, TokenLogprob
 from server.errors import ProxyError
-from server.fanout import Job, MergedStreams, gather_or_cancel
+from server.fanout import Job, Keyed, MergedStreams, gather_or_cancel
 from server.formats import ChoiceResult, Format, Usage
 from server.schemas.tgi import StreamDetails, StreamResponse
 from server.sse_response import DONE
 from server.translate import Plan
 from server.upstream.base import Upstream
 
-__all__ = ["complete", "error_event", "open_stream"]
+__all__ = ["Consumer", "complete", "error_event", "open_stream", "stream_jobs"]
 
 logger = logging.getLogger(__name__)
 
 PING = b": ping\n\n"
+
+J = TypeVar("J", bound=Keyed)
+E = TypeVar("E")
+J_in = TypeVar("J_in", bound=Keyed, contravariant=True)
+E_in = TypeVar("E_in", contravariant=True)
 
 
 def error_event(exc: BaseException) -> bytes:
@@ -84,16 +90,41 @@ async def _complete_one(upstream: Upstream, job: Job, plan: Plan) -> tuple[Choic
     return choice, prompt_tokens, completion_tokens
 
 
-async def open_stream(
+class Consumer(Protocol[J_in, E_in]):
+    """Turns a stream's event batches into SSE bytes: `_Tally` for TGI jobs, `server.relay` for
+    OpenAI-style upstreams."""
+
+    open_choices: int
+
+    def take(self, key: J_in, batch: Sequence[E_in], out: list[bytes], /) -> bool:
+        """Render `batch` (events of call `key`) into `out`; True when that call has nothing more to give."""
+        ...
+
+    async def tail(self) -> bytes:
+        """The bytes before `data: [DONE]` (the usage chunk), once every choice has finished."""
+        ...
+
+
+def stream_jobs(
     upstream: Upstream, jobs: Sequence[Job], plan: Plan, fmt: Format, *, first_event_timeout: float
+) -> Awaitable[AsyncIterator[bytes]]:
+    """The SSE body of a request's TGI jobs, see `open_stream`."""
+    merged = MergedStreams(jobs, lambda job: upstream.stream(job.prompt, job.parameters))
+    prelude = b"".join(fmt.start(job.index, job.prefix) for job in jobs)
+    tally = _Tally(upstream, jobs, plan, fmt)
+    return open_stream(merged, tally, prelude=prelude, first_event_timeout=first_event_timeout)
+
+
+async def open_stream(
+    merged: MergedStreams[J, E], consumer: Consumer[J, E], *, prelude: bytes, first_event_timeout: float
 ) -> AsyncIterator[bytes]:
     """Start the upstream streams and wait (up to `first_event_timeout`) for the first event.
 
     An error that arrives first raises here, so the caller answers with a plain HTTP error; otherwise the
-    returned iterator yields the SSE body. If the first token is slow, the body starts with a ping comment
-    so the client and any proxy in between see bytes while the model works.
+    returned iterator yields the SSE body: `prelude` (the role chunks), then what `consumer` renders. If the
+    first token is slow, the body starts with a ping comment so the client and any proxy in between see
+    bytes while the model works.
     """
-    merged = MergedStreams(jobs, lambda job: upstream.stream(job.prompt, job.parameters))
     events = merged.events()
     first = asyncio.ensure_future(anext(events))
     try:
@@ -103,51 +134,43 @@ async def open_stream(
     except BaseException:
         await _close(merged, events, first)
         raise
-    return _render(upstream, jobs, plan, fmt, merged, events, first)
+    return _render(merged, events, first, consumer, prelude)
 
 
 async def _render(
-    upstream: Upstream,
-    jobs: Sequence[Job],
-    plan: Plan,
-    fmt: Format,
-    merged: MergedStreams,
-    events: AsyncGenerator[tuple[Job, list[StreamResponse]], None],
-    first: asyncio.Future[tuple[Job, list[StreamResponse]]],
+    merged: MergedStreams[J, E],
+    events: AsyncGenerator[tuple[J, list[E]], None],
+    first: asyncio.Future[tuple[J, list[E]]],
+    consumer: Consumer[J, E],
+    prelude: bytes,
 ) -> AsyncIterator[bytes]:
-    tally = _Tally(jobs, plan, fmt)
     try:
         if not first.done():
             yield PING
-        for job in jobs:
-            start = fmt.start(job.index, job.prefix)
-            if start:
-                yield start
+        if prelude:
+            yield prelude
         # Not `await first`: a cancelled awaiter would re-cancel `first` on every anyio retry, cutting short
         # httpx's own cleanup and leaking the upstream connection. `wait` keeps the two apart.
         await asyncio.wait({first})
-        item: tuple[Job, list[StreamResponse]] | None = first.result()
+        item: tuple[J, list[E]] | None = first.result()
         while item is not None:
-            job, batch = item
+            key, batch = item
             # Events that arrived together leave together: one write instead of one per token.
             out: list[bytes] = []
-            finished = tally.take(job, batch, out)
+            finished = consumer.take(key, batch, out)
             if out:
                 yield b"".join(out)
             if finished:
-                if tally.open_choices == 0:
+                if consumer.open_choices == 0:
                     break
-                merged.stop(job)
+                merged.stop(key)
             item = await anext(events, None)
-        if tally.open_choices:
-            # the merged stream ended without a final event for some choice: the upstream misbehaved
+        if consumer.open_choices:
+            # the stream ended without a final event for some choice: the upstream misbehaved
             raise ProxyError("The upstream stream ended before every choice finished.")
-        last = b""
-        if plan.include_usage:
-            prompt_tokens = await _prompt_tokens(upstream, jobs, tally.prompt_tokens)
-            last = fmt.usage(Usage(prompt_tokens, tally.completion_tokens))
         # Everything that awaits happens before the last bytes: while this generator awaits, sse-starlette
         # may send a keep-alive comment, and nothing may follow `data: [DONE]`.
+        last = await consumer.tail()
         await _close(merged, events, first)
         yield last + DONE
     except Exception as exc:  # after the first byte, every failure is reported in-band
@@ -158,17 +181,20 @@ async def _render(
 
 
 class _Tally:
-    """A stream's choices as they progress, and the usage they add up to."""
+    """A stream's TGI choices as they progress, and the usage they add up to."""
 
-    def __init__(self, jobs: Sequence[Job], plan: Plan, fmt: Format) -> None:
+    def __init__(self, upstream: Upstream, jobs: Sequence[Job], plan: Plan, fmt: Format) -> None:
         want_logprobs = plan.top_logprobs is not None
         self._states = {job.index: ChoiceState(plan.stops, want_logprobs=want_logprobs) for job in jobs}
+        self._upstream = upstream
+        self._jobs = jobs
+        self._include_usage = plan.include_usage
         self._fmt = fmt
         self.prompt_tokens: dict[int, int | None] = {}  # per finished choice, from TGI's final details
         self.completion_tokens = 0
         self.open_choices = len(jobs)
 
-    def take(self, job: Job, batch: list[StreamResponse], out: list[bytes]) -> bool:
+    def take(self, job: Job, batch: Sequence[StreamResponse], out: list[bytes]) -> bool:
         """Render a batch of one choice's events into `out`; True when the choice has just finished."""
         if job.index in self.prompt_tokens:  # already finished: late events are dropped
             return False
@@ -193,11 +219,17 @@ class _Tally:
         self.prompt_tokens[job.index] = details.get("input_length") if details else None
         self.open_choices -= 1
 
+    async def tail(self) -> bytes:
+        if not self._include_usage:
+            return b""
+        prompt_tokens = await _prompt_tokens(self._upstream, self._jobs, self.prompt_tokens)
+        return self._fmt.usage(Usage(prompt_tokens, self.completion_tokens))
+
 
 async def _close(
-    merged: MergedStreams,
-    events: AsyncGenerator[tuple[Job, list[StreamResponse]], None],
-    first: asyncio.Future[tuple[Job, list[StreamResponse]]],
+    merged: MergedStreams[J, E],
+    events: AsyncGenerator[tuple[J, list[E]], None],
+    first: asyncio.Future[tuple[J, list[E]]],
 ) -> None:
     """Stop every upstream call, in a task of its own: sse-starlette cancels a departed client's stream
     through an anyio cancel scope, which re-cancels every await of ours, and the upstream connections must
@@ -209,9 +241,9 @@ async def _close(
 
 
 async def _shutdown(
-    merged: MergedStreams,
-    events: AsyncGenerator[tuple[Job, list[StreamResponse]], None],
-    first: asyncio.Future[tuple[Job, list[StreamResponse]]],
+    merged: MergedStreams[J, E],
+    events: AsyncGenerator[tuple[J, list[E]], None],
+    first: asyncio.Future[tuple[J, list[E]]],
 ) -> None:
     # The first event may still be awaited by its own task, which is then running the generator: cancel it
     # and let it finish before closing the generator.

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from server.config import Settings
 from server.endpoints import Work, chat_work, completion_work, in_openai_terms
 from server.errors import ProxyError, RequestTooLarge
-from server.generation import complete, open_stream
+from server.generation import complete, stream_jobs
 from server.models import ModelRegistry, ServedModel
 from server.readiness import Readiness
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
@@ -117,7 +117,7 @@ async def _serve(
         if work.plan.stream:
             body = await _until_disconnect(
                 request,
-                open_stream(
+                stream_jobs(
                     model.upstream,
                     work.jobs,
                     work.plan,
