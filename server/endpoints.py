@@ -10,6 +10,7 @@ from server.formats import ChatFormat, CompletionFormat, Format
 from server.models import ServedModel
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
 from server.translate import Plan, chat_plan, completion_plan, prompts_of, stop_list, with_defaults
+from server.upstream import Upstream
 
 __all__ = ["Work", "chat_work", "completion_work", "in_openai_terms"]
 
@@ -26,7 +27,7 @@ class Work:
     fmt: Format
 
 
-async def chat_work(request: ChatCompletionRequest, model: ServedModel) -> Work:
+async def chat_work(request: ChatCompletionRequest, model: ServedModel, upstream: Upstream) -> Work:
     request = with_defaults(request, model.config.defaults)
     if model.template is None:
         raise InvalidRequest(
@@ -37,11 +38,11 @@ async def chat_work(request: ChatCompletionRequest, model: ServedModel) -> Work:
     rendered = model.template.render(
         [message.model_dump(exclude_none=True) for message in request.messages], tools=request.tools
     )
-    limits = await model.upstream.limits()
+    limits = await upstream.limits()
     max_new_tokens = _smaller(request.max_tokens, request.max_completion_tokens)
     if max_new_tokens is None and limits.max_total_tokens is not None:
         # "What the context leaves": TGI >= 3 would do this itself, but older servers default to 100 tokens.
-        prompt_tokens = await model.upstream.count_tokens(rendered.text)
+        prompt_tokens = await upstream.count_tokens(rendered.text)
         if prompt_tokens is not None:
             max_new_tokens = limits.max_total_tokens - prompt_tokens
             if max_new_tokens < 1:
@@ -57,10 +58,10 @@ async def chat_work(request: ChatCompletionRequest, model: ServedModel) -> Work:
     return Work(jobs, plan, fmt)
 
 
-async def completion_work(request: CompletionRequest, model: ServedModel) -> Work:
+async def completion_work(request: CompletionRequest, model: ServedModel, upstream: Upstream) -> Work:
     request = with_defaults(request, model.config.defaults)
     prompts = prompts_of(request)
-    limits = await model.upstream.limits()
+    limits = await upstream.limits()
     max_tokens = request.max_tokens if request.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
     plan = completion_plan(request, limits, max_new_tokens=max_tokens, stops=stop_list(request.stop, model.config.stop))
     if len(prompts) * plan.n > MAX_CHOICES:

@@ -54,6 +54,10 @@ class Format(Protocol):
 
     def usage(self, usage: Usage) -> bytes: ...
 
+    def relayed(self, index: int, fields: dict[str, Any]) -> bytes: ...
+
+    def envelope(self, choices: list[dict[str, Any]], usage: Usage | None) -> dict[str, Any]: ...
+
     def response(self, choices: Sequence[ChoiceResult], usage: Usage) -> dict[str, Any]: ...
 
 
@@ -79,9 +83,19 @@ class _Base:
     def usage(self, usage: Usage) -> bytes:
         return b"data: " + orjson.dumps({**self._fields, "choices": [], "usage": usage.as_dict()}) + b"\n\n"
 
-    def _envelope(self, choices: list[dict[str, Any]], usage: Usage) -> dict[str, Any]:
+    def relayed(self, index: int, fields: dict[str, Any]) -> bytes:
+        """A streamed choice whose fields (other than `index`) are already in OpenAI's shape."""
+        return self._chunk(index, orjson.dumps(fields)[1:-1])
+
+    def envelope(self, choices: list[dict[str, Any]], usage: Usage | None) -> dict[str, Any]:
+        """The whole answer around choices already in OpenAI's shape."""
         final_object = self.object_name.removesuffix(".chunk")
-        return {**self._fields, "object": final_object, "choices": choices, "usage": usage.as_dict()}
+        return {
+            **self._fields,
+            "object": final_object,
+            "choices": choices,
+            "usage": None if usage is None else usage.as_dict(),
+        }
 
 
 class ChatFormat(_Base):
@@ -102,7 +116,7 @@ class ChatFormat(_Base):
         return self._chunk(index, b'"delta":{},"logprobs":null,"finish_reason":"%s"' % reason.encode())
 
     def response(self, choices: Sequence[ChoiceResult], usage: Usage) -> dict[str, Any]:
-        return self._envelope(
+        return self.envelope(
             [
                 {
                     "index": c.index,
@@ -170,7 +184,7 @@ class CompletionFormat(_Base):
                     "finish_reason": c.finish_reason,
                 }
             )
-        return self._envelope(rendered, usage)
+        return self.envelope(rendered, usage)
 
     def _logprobs(self, index: int, text: str, logprobs: list[TokenLogprob]) -> dict[str, Any]:
         del text

@@ -19,11 +19,16 @@ from starlette.requests import ClientDisconnect
 from server.config import Settings
 from server.endpoints import Work, chat_work, completion_work, in_openai_terms
 from server.errors import ProxyError, RequestTooLarge
-from server.generation import complete, stream_jobs
+from server.fanout import MergedStreams
+from server.formats import ChatFormat, CompletionFormat, Format
+from server.generation import complete, open_stream, stream_jobs
 from server.models import ModelRegistry, ServedModel
 from server.readiness import Readiness
+from server.relay import OnlyCall, RelayedChoices, relayed_response, upstream_body
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
 from server.sse_response import SSEResponse
+from server.translate import prompts_of, stop_list
+from server.upstream import OpenAIClient, Upstream
 from server.validation import parse_request
 
 __all__ = ["ClientGone", "router", "schema_components"]
@@ -105,31 +110,57 @@ async def ready(request: Request) -> Response:
 async def _serve(
     request: Request,
     schema: type[RequestModel],
-    plan_work: Callable[[RequestModel, ServedModel], Awaitable[Work]],
+    plan_work: Callable[[RequestModel, ServedModel, Upstream], Awaitable[Work]],
     *,
     chat: bool,
 ) -> Response:
     settings: Settings = request.app.state.settings
-    parsed = parse_request(await _read_body(request, settings.server.max_body_bytes), schema)
+    raw = await _read_body(request, settings.server.max_body_bytes)
+    parsed = parse_request(raw, schema)
     model = _registry(request).get(parsed.model)
+    upstream = model.upstream
     try:
-        work = await _until_disconnect(request, plan_work(parsed, model))
+        if isinstance(upstream, OpenAIClient):
+            return await _relay(request, upstream, model, parsed, orjson.loads(raw), chat=chat)
+        work = await _until_disconnect(request, plan_work(parsed, model, upstream))
         if work.plan.stream:
             body = await _until_disconnect(
                 request,
-                stream_jobs(
-                    model.upstream,
-                    work.jobs,
-                    work.plan,
-                    work.fmt,
-                    first_event_timeout=settings.server.ping_seconds,
-                ),
+                stream_jobs(upstream, work.jobs, work.plan, work.fmt, first_event_timeout=settings.server.ping_seconds),
             )
             return SSEResponse(body, ping_seconds=settings.server.ping_seconds)
-        choices, usage = await _until_disconnect(request, complete(model.upstream, work.jobs, work.plan))
+        choices, usage = await _until_disconnect(request, complete(upstream, work.jobs, work.plan))
     except ProxyError as exc:
         raise in_openai_terms(exc, chat=chat) from None
     return JSONBody(work.fmt.response(choices, usage))
+
+
+async def _relay(
+    request: Request,
+    upstream: OpenAIClient,
+    model: ServedModel,
+    parsed: ChatCompletionRequest | CompletionRequest,
+    raw: dict[str, Any],
+    *,
+    chat: bool,
+) -> Response:
+    """An OpenAI-style upstream: the client's body goes through, the answer is normalised (`server.relay`)."""
+    settings: Settings = request.app.state.settings
+    stops = stop_list(parsed.stop, model.config.stop)
+    body = upstream_body(
+        raw, model_id=model.config.upstream.model_id or model.name, defaults=model.config.defaults, stops=stops
+    )
+    path = "/v1/chat/completions" if chat else "/v1/completions"
+    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+    fmt: Format = (ChatFormat if chat else CompletionFormat)(model.name, include_usage=include_usage, top_logprobs=0)
+    if not body.get("stream"):
+        answer = await _until_disconnect(request, upstream.complete(path, body))
+        return JSONBody(relayed_response(answer, fmt, stops, chat=chat))
+    choices = (parsed.n or 1) * (1 if isinstance(parsed, ChatCompletionRequest) else len(prompts_of(parsed)))
+    consumer = RelayedChoices(fmt, stops, chat=chat, choices=choices, include_usage=include_usage)
+    merged = MergedStreams([OnlyCall()], lambda _: upstream.stream(path, body))
+    stream = open_stream(merged, consumer, prelude=consumer.prelude(), first_event_timeout=settings.server.ping_seconds)
+    return SSEResponse(await _until_disconnect(request, stream), ping_seconds=settings.server.ping_seconds)
 
 
 def _registry(request: Request) -> ModelRegistry:

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from server.cli import flag_overrides, parse_args
-from server.config import ConfigError, Settings, load_settings, read_config_file
+from server.config import ConfigError, Settings, UpstreamConfig, load_settings, read_config_file
 from server.models import build_registry
+from server.upstream import OpenAIClient
 
 BASE_MODEL: dict[str, Any] = {
     "name": "llama",
@@ -252,14 +254,23 @@ def test_registry_unknown_template_names_field() -> None:
     assert "no-such-template" in str(info.value)
 
 
-def test_registry_openai_kind_not_available() -> None:
-    settings = Settings.model_validate(
-        {"models": [{"name": "gpt", "upstream": {"kind": "openai", "url": "https://api.example"}}]}
-    )
-    with pytest.raises(ConfigError) as info:
-        build_registry(settings)
-    assert "models[0].upstream.kind" in str(info.value)
-    assert "openai" in str(info.value)
+async def test_registry_builds_every_http_kind() -> None:
+    models = [
+        {"name": "gpt", "upstream": {"kind": "openai", "url": "https://api.example"}},
+        {"name": "hf", "upstream": {"kind": "hf-inference", "token": "hf_x"}, "chat_template": "llama3"},
+        {"name": "tgi", "upstream": {"kind": "tgi", "urls": ["http://a:1", "http://b:2"]}},
+    ]
+    registry = build_registry(Settings.model_validate({"models": models}))
+    try:
+        assert isinstance(registry.get("gpt").upstream, OpenAIClient)
+        assert not isinstance(registry.get("hf").upstream, OpenAIClient)
+    finally:
+        await registry.aclose()
+
+
+def test_an_upstream_has_url_or_urls_not_both() -> None:
+    with pytest.raises(ValidationError, match="not both"):
+        UpstreamConfig.model_validate({"kind": "tgi", "url": "http://a", "urls": ["http://b"]})
 
 
 async def test_registry_resolves_names_and_aliases() -> None:

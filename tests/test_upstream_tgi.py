@@ -18,7 +18,7 @@ from server.errors import (
     UpstreamOverloaded,
 )
 from server.schemas.tgi import GenerateParameters, StreamResponse
-from server.upstream import Gate, Upstream, connect
+from server.upstream import Gate, OpenAIClient, Upstream, connect
 from server.upstream.errors import from_tgi_error
 
 PARAMS: GenerateParameters = {"do_sample": False, "details": True, "max_new_tokens": 4}
@@ -32,7 +32,9 @@ FINAL = (
 def client_for(handler: Callable[[httpx.Request], httpx.Response], token: str | None = None) -> Upstream:
     config = UpstreamConfig.model_validate({"kind": "tgi", "url": "http://tgi.test", "token": token, "retries": 0})
     gate = Gate(limit=4, queue=0, timeout=1, name="m")
-    return connect(config, model="m", gate=gate, transport=httpx.MockTransport(handler))
+    upstream = connect(config, model="m", gate=gate, transport=httpx.MockTransport(handler))
+    assert not isinstance(upstream, OpenAIClient)
+    return upstream
 
 
 def sse(body: bytes) -> Callable[[httpx.Request], httpx.Response]:

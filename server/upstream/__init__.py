@@ -8,16 +8,17 @@ from server.config import ConfigError, UpstreamConfig
 from server.upstream.admission import Gate
 from server.upstream.base import Generated, Limits, Upstream
 from server.upstream.http import UpstreamHTTP
+from server.upstream.openai import OpenAIClient, read_openai_error
 from server.upstream.tgi import TGI_ROUTES, TGIClient, hf_inference_routes, read_tgi_error
 
-__all__ = ["Gate", "Generated", "Limits", "Transport", "Upstream", "connect"]
+__all__ = ["Gate", "Generated", "Limits", "OpenAIClient", "Transport", "Upstream", "connect"]
 
 Transport = httpx.AsyncBaseTransport
 
 
 def connect(
     config: UpstreamConfig, *, model: str, gate: Gate, transport: Transport | None = None, where: str = "upstream"
-) -> Upstream:
+) -> Upstream | OpenAIClient:
     """The client for one configured model's upstream, its calls admitted through `gate`; `transport` lets
     tests put a fake behind it."""
     if config.kind == "tgi":
@@ -25,7 +26,9 @@ def connect(
     if config.kind == "hf-inference":
         http = UpstreamHTTP(config, gate=gate, read_error=read_tgi_error, transport=transport)
         return TGIClient(http, hf_inference_routes(config.model_id or model))
+    if config.kind == "openai":
+        return OpenAIClient(UpstreamHTTP(config, gate=gate, read_error=read_openai_error, transport=transport))
     raise ConfigError(
         f"config error at {where}.kind: upstream kind '{config.kind}' is not available in this version"
-        " (supported: tgi, hf-inference)"
+        " (supported: tgi, hf-inference, openai)"
     )

@@ -1,0 +1,92 @@
+"""An OpenAI-compatible upstream (kind `openai`): TGI's own Messages API, the HF router's `/v1`, vLLM.
+
+The client's request goes through as it is (see `server.relay` for what is changed on the way back); this
+module only moves JSON: a whole answer, or the stream's chunks in batches of those that arrived together.
+HTTP, replicas, retries and deadlines are `server.upstream.http`'s. An error event inside the stream, in
+either shape (`{"error": "...", "error_type"}` from TGI, `{"error": {"message", ...}}` from OpenAI-style
+servers), raises the mapped error; `data: [DONE]` ends the stream, and a stream without it simply ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from server.errors import ContextLengthExceeded, InvalidRequest, ProxyError, UpstreamError
+from server.upstream.errors import from_tgi_error
+from server.upstream.http import UpstreamHTTP
+
+__all__ = ["OpenAIClient", "read_openai_error"]
+
+Chunk = dict[str, Any]
+
+_DONE = b"[DONE]"
+
+
+class OpenAIClient:
+    def __init__(self, http: UpstreamHTTP) -> None:
+        self._http = http
+
+    async def complete(self, path: str, body: dict[str, Any]) -> Chunk:
+        reply = await self._http.post(path, orjson.dumps(body))
+        return _json_object(reply.content)
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
+        async with contextlib.aclosing(self._http.stream(path, orjson.dumps(body))) as payloads:
+            async for payload in payloads:
+                batch: list[Chunk] = []
+                for data in payload:
+                    if data.strip() == _DONE:
+                        if batch:
+                            yield batch
+                        return
+                    chunk = _json_object(data)
+                    if chunk.get("error") is not None:
+                        if batch:  # what came before the error still reaches the client
+                            yield batch
+                        raise from_tgi_error(None, chunk)
+                    batch.append(chunk)
+                if batch:
+                    yield batch
+
+    async def healthy(self) -> bool:
+        """`/v1/models` on every replica: TGI, vLLM and the HF router all serve it."""
+        return await self._http.check_replicas("/v1/models")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def read_openai_error(response: httpx.Response) -> ProxyError:
+    """A non-200 answer in either error shape. OpenAI's own `param` and `code` are kept for request errors,
+    so a client sees what the upstream said about its request."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    error = body.get("error") if isinstance(body, dict) else None
+    if response.status_code in (400, 422) and isinstance(error, dict):
+        message = str(error.get("message") or "invalid request")
+        param, code = error.get("param"), error.get("code")
+        if code == "context_length_exceeded" or "maximum context length" in message:
+            return ContextLengthExceeded(message, param=param if isinstance(param, str) else "messages")
+        return InvalidRequest(
+            message,
+            param=param if isinstance(param, str) else None,
+            code=code if isinstance(code, str) else "upstream_validation_error",
+        )
+    return from_tgi_error(response.status_code, body, response.headers.get("retry-after"))
+
+
+def _json_object(data: bytes) -> Chunk:
+    try:
+        value: Any = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("the upstream sent something that is not JSON") from None
+    if not isinstance(value, dict):
+        raise UpstreamError("the upstream sent JSON that is not an object")
+    return value
