@@ -26,7 +26,7 @@ from server.errors import HTTPFailure, InvalidRequest, ProxyError, error_respons
 from server.hosts import HostAllowlistMiddleware, guards_hosts
 from server.metrics import Metrics
 from server.models import build_registry
-from server.observed import ObservedUpstream
+from server.observed import observer
 from server.readiness import Readiness
 from server.routes import ClientGone, router, schema_components
 from server.upstream import Gate, Transport
@@ -39,7 +39,7 @@ CLIENT_CLOSED = 499
 
 def create_app(settings: Settings, *, upstream_transport: Transport | None = None) -> FastAPI:
     metrics = Metrics(model.name for model in settings.models)
-    observe = partial(ObservedUpstream, metrics=metrics, log_prompts=settings.server.log_prompts)
+    observe = observer(metrics, log_prompts=settings.server.log_prompts)
     registry = build_registry(settings, transport=upstream_transport, observe=observe)
     for model in registry:
         metrics.queued.labels(model.name).set_function(partial(_waiting, model.gate))

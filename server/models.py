@@ -11,7 +11,7 @@ from typing import Any
 from server.config import ConfigError, ModelConfig, Settings
 from server.errors import ModelNotFound
 from server.prompts import ChatTemplate, TemplateLoadError, load_chat_template
-from server.upstream import Gate, OpenAIClient, Transport, Upstream, connect
+from server.upstream import Gate, Relay, Transport, Upstream, connect
 
 __all__ = ["ModelRegistry", "ServedModel", "build_registry"]
 
@@ -19,14 +19,14 @@ OWNER = "hf-openai-proxy"
 
 logger = logging.getLogger(__name__)
 
-UpstreamObserver = Callable[[str, Upstream], Upstream]  # (model name, upstream) -> the upstream to use
+UpstreamObserver = Callable[[str, Upstream | Relay], Upstream | Relay]  # (model name, upstream) -> what to use
 
 
 @dataclass(frozen=True, slots=True)
 class ServedModel:
     name: str
     config: ModelConfig
-    upstream: Upstream | OpenAIClient  # an OpenAI-style upstream is relayed (`server.relay`), not translated
+    upstream: Upstream | Relay  # an OpenAI-style upstream is relayed (`server.relay`), not translated
     template: ChatTemplate | None
     created: int
     gate: Gate  # this model's share of upstream capacity (`server.upstream.admission`)
@@ -77,7 +77,7 @@ def build_registry(
             limit=limits.max_concurrency, queue=limits.max_queue, timeout=limits.queue_timeout, name=config.name
         )
         upstream = connect(limits, model=config.name, gate=gate, transport=transport, where=f"{where}.upstream")
-        if observe is not None and not isinstance(upstream, OpenAIClient):
+        if observe is not None:
             upstream = observe(config.name, upstream)
         models.append(ServedModel(config.name, config, upstream, template, created, gate))
     return ModelRegistry(models)

@@ -10,38 +10,52 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import orjson
 
 from server.context import RequestContext, current_request
 from server.errors import ProxyError
 from server.logs import fields
 from server.metrics import Metrics
 from server.schemas.tgi import GenerateParameters, StreamDetails, StreamResponse
-from server.upstream.base import Generated, Limits, Upstream
+from server.upstream.base import Generated, Limits, Relay, Upstream
 
-__all__ = ["ObservedUpstream"]
+__all__ = ["ObservedRelay", "ObservedUpstream", "observer"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+E = TypeVar("E")
+E_in = TypeVar("E_in", contravariant=True)
 
 
-class ObservedUpstream:
-    def __init__(self, model: str, inner: Upstream, *, metrics: Metrics, log_prompts: bool) -> None:
+class _Tally(Protocol[E_in]):
+    """What a watched stream adds up to: its token counts, and its text when prompts are logged."""
+
+    def add(self, batch: Sequence[E_in]) -> None: ...
+
+    def counts(self) -> tuple[int | None, int]: ...
+
+    def text(self) -> str: ...
+
+
+class _Observer:
+    """What both watched kinds share: request labelling and waits, metrics, prompt logs."""
+
+    def __init__(self, model: str, *, metrics: Metrics, log_prompts: bool) -> None:
         self._model = model
-        self._inner = inner
         self._metrics = metrics
         self._log_prompts = log_prompts
         self._in_flight = metrics.upstream_in_flight.labels(model)
 
-    async def generate(self, prompt: str, parameters: GenerateParameters) -> Generated:
-        self._log("prompt", prompt)
+    async def _whole(self, call: Awaitable[T]) -> T:
         request = self._began()
         self._in_flight.inc()
         started = time.perf_counter()
         try:
-            generated = await self._inner.generate(prompt, parameters)
+            return await call
         except Exception as exc:
             self._failed(exc)
             raise
@@ -49,31 +63,19 @@ class ObservedUpstream:
             self._ended(request)
             self._in_flight.dec()
             self._metrics.upstream_duration.labels(self._model, "generate").observe(time.perf_counter() - started)
-        details = generated.response.get("details")
-        self._count(generated.prompt_tokens, details["generated_tokens"] if details is not None else 0)
-        self._log("output", generated.response["generated_text"])
-        return generated
 
-    async def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[list[StreamResponse]]:
-        self._log("prompt", prompt)
+    async def _stream(self, events: AsyncIterator[list[E]], tally: _Tally[E]) -> AsyncIterator[list[E]]:
         request = self._began()
         self._in_flight.inc()
         started = time.perf_counter()
         waiting = True
-        tokens = 0
-        final: StreamDetails | None = None
-        output: list[str] | None = [] if self._log_prompts else None
-        events = self._inner.stream(prompt, parameters)
         try:
             async for batch in events:
                 if waiting:  # the first token: the request stops waiting on this call
                     waiting = False
                     self._ended(request)
                     self._metrics.first_token.labels(self._model).observe(time.perf_counter() - started)
-                tokens += len(batch)
-                final = batch[-1]["details"] or final
-                if output is not None:
-                    output.extend(event["token"]["text"] for event in batch)
+                tally.add(batch)
                 yield batch
         except Exception as exc:
             self._failed(exc)
@@ -83,24 +85,9 @@ class ObservedUpstream:
                 self._ended(request)
             self._in_flight.dec()
             self._metrics.upstream_duration.labels(self._model, "stream").observe(time.perf_counter() - started)
-            # A stream the proxy closes early (a stop string, a client gone) never sees TGI's final details.
-            self._count(final.get("input_length") if final is not None else None, tokens)
-            if output is not None:
-                self._log("output", "".join(output))
+            self._count(*tally.counts())
+            self._log("output", tally.text())
             await _close(events)  # closing this iterator must close the upstream request
-
-    async def limits(self) -> Limits:
-        return await self._waited_on(self._inner.limits())
-
-    async def count_tokens(self, prompt: str) -> int | None:
-        return await self._waited_on(self._inner.count_tokens(prompt))
-
-    async def healthy(self) -> bool:
-        # `/ready` asks every model: that request is about none of them, so it is not labelled with this one.
-        return await self._waited_on(self._inner.healthy(), labels_request=False)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
     def _began(self, *, labels_request: bool = True) -> RequestContext | None:
         request = current_request.get()
@@ -137,7 +124,129 @@ class ObservedUpstream:
             logger.info(what, extra=fields(model=self._model, text=text))
 
 
+class ObservedUpstream(_Observer):
+    def __init__(self, model: str, inner: Upstream, *, metrics: Metrics, log_prompts: bool) -> None:
+        super().__init__(model, metrics=metrics, log_prompts=log_prompts)
+        self._inner = inner
+
+    async def generate(self, prompt: str, parameters: GenerateParameters) -> Generated:
+        self._log("prompt", prompt)
+        generated = await self._whole(self._inner.generate(prompt, parameters))
+        details = generated.response.get("details")
+        self._count(generated.prompt_tokens, details["generated_tokens"] if details is not None else 0)
+        self._log("output", generated.response["generated_text"])
+        return generated
+
+    def stream(self, prompt: str, parameters: GenerateParameters) -> AsyncIterator[list[StreamResponse]]:
+        self._log("prompt", prompt)
+        return self._stream(self._inner.stream(prompt, parameters), _TokenTally(keep_text=self._log_prompts))
+
+    async def limits(self) -> Limits:
+        return await self._waited_on(self._inner.limits())
+
+    async def count_tokens(self, prompt: str) -> int | None:
+        return await self._waited_on(self._inner.count_tokens(prompt))
+
+    async def healthy(self) -> bool:
+        # `/ready` asks every model: that request is about none of them, so it is not labelled with this one.
+        return await self._waited_on(self._inner.healthy(), labels_request=False)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ObservedRelay(_Observer):
+    """The same watch over an OpenAI-style upstream (kind `openai`); counts are the upstream's `usage`."""
+
+    def __init__(self, model: str, inner: Relay, *, metrics: Metrics, log_prompts: bool) -> None:
+        super().__init__(model, metrics=metrics, log_prompts=log_prompts)
+        self._inner = inner
+
+    async def complete(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._log("prompt", _request_text(body))
+        answer = await self._whole(self._inner.complete(path, body))
+        tally = _UsageTally(keep_text=self._log_prompts)
+        tally.add([answer])
+        self._count(*tally.counts())
+        self._log("output", tally.text())
+        return answer
+
+    def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        self._log("prompt", _request_text(body))
+        return self._stream(self._inner.stream(path, body), _UsageTally(keep_text=self._log_prompts))
+
+    async def healthy(self) -> bool:
+        return await self._waited_on(self._inner.healthy(), labels_request=False)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _TokenTally:
+    """TGI events: one per token; the final one's details carry the prompt length."""
+
+    def __init__(self, *, keep_text: bool) -> None:
+        self._tokens = 0
+        self._final: StreamDetails | None = None
+        self._text: list[str] | None = [] if keep_text else None
+
+    def add(self, batch: Sequence[StreamResponse]) -> None:
+        self._tokens += len(batch)
+        self._final = batch[-1]["details"] or self._final
+        if self._text is not None:
+            self._text.extend(event["token"]["text"] for event in batch)
+
+    def counts(self) -> tuple[int | None, int]:
+        # A stream the proxy closes early (a stop string, a client gone) never sees TGI's final details.
+        return (self._final.get("input_length") if self._final is not None else None), self._tokens
+
+    def text(self) -> str:
+        return "".join(self._text or ())
+
+
+class _UsageTally:
+    """OpenAI-style chunks or answers: counts from `usage`, when the upstream sends it."""
+
+    def __init__(self, *, keep_text: bool) -> None:
+        self._prompt: int | None = None
+        self._completion = 0
+        self._text: list[str] | None = [] if keep_text else None
+
+    def add(self, batch: Sequence[dict[str, Any]]) -> None:
+        for chunk in batch:
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                self._prompt = usage.get("prompt_tokens", self._prompt)
+                self._completion = usage.get("completion_tokens", self._completion)
+            if self._text is not None:
+                for choice in chunk.get("choices") or ():
+                    piece = (choice.get("delta") or choice.get("message") or {}).get("content") or choice.get("text")
+                    if isinstance(piece, str):
+                        self._text.append(piece)
+
+    def counts(self) -> tuple[int | None, int]:
+        return self._prompt, self._completion
+
+    def text(self) -> str:
+        return "".join(self._text or ())
+
+
+def _request_text(body: dict[str, Any]) -> str:
+    return orjson.dumps(body.get("messages", body.get("prompt"))).decode()
+
+
 async def _close(events: AsyncIterator[Any]) -> None:
     aclose = getattr(events, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def observer(metrics: Metrics, *, log_prompts: bool) -> Callable[[str, Upstream | Relay], Upstream | Relay]:
+    """What `build_registry` wraps every model's upstream with."""
+
+    def observe(model: str, inner: Upstream | Relay) -> Upstream | Relay:
+        if isinstance(inner, Relay):
+            return ObservedRelay(model, inner, metrics=metrics, log_prompts=log_prompts)
+        return ObservedUpstream(model, inner, metrics=metrics, log_prompts=log_prompts)
+
+    return observe

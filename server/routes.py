@@ -28,7 +28,7 @@ from server.relay import OnlyCall, RelayedChoices, relayed_response, upstream_bo
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
 from server.sse_response import SSEResponse
 from server.translate import prompts_of, stop_list
-from server.upstream import OpenAIClient, Upstream
+from server.upstream import Relay, Upstream
 from server.validation import parse_request
 
 __all__ = ["ClientGone", "router", "schema_components"]
@@ -120,7 +120,7 @@ async def _serve(
     model = _registry(request).get(parsed.model)
     upstream = model.upstream
     try:
-        if isinstance(upstream, OpenAIClient):
+        if isinstance(upstream, Relay):
             return await _relay(request, upstream, model, parsed, orjson.loads(raw), chat=chat)
         work = await _until_disconnect(request, plan_work(parsed, model, upstream))
         if work.plan.stream:
@@ -137,7 +137,7 @@ async def _serve(
 
 async def _relay(
     request: Request,
-    upstream: OpenAIClient,
+    upstream: Relay,
     model: ServedModel,
     parsed: ChatCompletionRequest | CompletionRequest,
     raw: dict[str, Any],

@@ -18,7 +18,7 @@ from server.errors import (
     UpstreamOverloaded,
 )
 from server.schemas.tgi import GenerateParameters, StreamResponse
-from server.upstream import Gate, OpenAIClient, Upstream, connect
+from server.upstream import Gate, Relay, Upstream, connect
 from server.upstream.errors import from_tgi_error
 
 PARAMS: GenerateParameters = {"do_sample": False, "details": True, "max_new_tokens": 4}
@@ -33,7 +33,7 @@ def client_for(handler: Callable[[httpx.Request], httpx.Response], token: str | 
     config = UpstreamConfig.model_validate({"kind": "tgi", "url": "http://tgi.test", "token": token, "retries": 0})
     gate = Gate(limit=4, queue=0, timeout=1, name="m")
     upstream = connect(config, model="m", gate=gate, transport=httpx.MockTransport(handler))
-    assert not isinstance(upstream, OpenAIClient)
+    assert not isinstance(upstream, Relay)
     return upstream
 
 

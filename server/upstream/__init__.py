@@ -6,19 +6,19 @@ import httpx
 
 from server.config import ConfigError, UpstreamConfig
 from server.upstream.admission import Gate
-from server.upstream.base import Generated, Limits, Upstream
+from server.upstream.base import Generated, Limits, Relay, Upstream
 from server.upstream.http import UpstreamHTTP
 from server.upstream.openai import OpenAIClient, read_openai_error
 from server.upstream.tgi import TGI_ROUTES, TGIClient, hf_inference_routes, read_tgi_error
 
-__all__ = ["Gate", "Generated", "Limits", "OpenAIClient", "Transport", "Upstream", "connect"]
+__all__ = ["Gate", "Generated", "Limits", "Relay", "Transport", "Upstream", "connect"]
 
 Transport = httpx.AsyncBaseTransport
 
 
 def connect(
     config: UpstreamConfig, *, model: str, gate: Gate, transport: Transport | None = None, where: str = "upstream"
-) -> Upstream | OpenAIClient:
+) -> Upstream | Relay:
     """The client for one configured model's upstream, its calls admitted through `gate`; `transport` lets
     tests put a fake behind it."""
     if config.kind == "tgi":

@@ -1,10 +1,11 @@
-"""What the request path needs from any text-generation backend; `server.upstream.tgi` implements it."""
+"""What the request path needs from any text-generation backend (`server.upstream.tgi` implements `Upstream`),
+or from an OpenAI-style one (`server.upstream.openai` implements `Relay`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from server.schemas.tgi import GenerateParameters, GenerateResponse, StreamResponse
 
@@ -37,6 +38,20 @@ class Upstream(Protocol):
     async def limits(self) -> Limits: ...
 
     async def count_tokens(self, prompt: str) -> int | None: ...
+
+    async def healthy(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Relay(Protocol):
+    """An OpenAI-style upstream (kind `openai`): requests go through, answers come back to be normalised
+    (`server.relay`). Told apart from `Upstream` at run time by `complete`."""
+
+    async def complete(self, path: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]: ...
 
     async def healthy(self) -> bool: ...
 
