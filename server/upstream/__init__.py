@@ -5,10 +5,11 @@ from __future__ import annotations
 import httpx
 
 from server.config import ConfigError, UpstreamConfig
-from server.upstream.base import Generated, Limits, Upstream
+from server.upstream.base import Generated, InProcessModel, Limits, ModelState, Upstream
+from server.upstream.local import LocalModel
 from server.upstream.tgi import TGIClient
 
-__all__ = ["Generated", "Limits", "Transport", "Upstream", "connect"]
+__all__ = ["Generated", "InProcessModel", "Limits", "ModelState", "Transport", "Upstream", "connect"]
 
 Transport = httpx.AsyncBaseTransport
 
@@ -17,6 +18,9 @@ def connect(config: UpstreamConfig, *, transport: Transport | None = None, where
     """The client for one configured upstream; `transport` lets tests put a fake behind it."""
     if config.kind == "tgi":
         return TGIClient(config, transport=transport)
+    if config.kind == "local":
+        return LocalModel(config.local, where=where)
     raise ConfigError(
-        f"config error at {where}.kind: upstream kind '{config.kind}' is not available in this version (supported: tgi)"
+        f"config error at {where}.kind: upstream kind '{config.kind}' is not available in this version "
+        "(supported: tgi, local)"
     )
