@@ -43,6 +43,8 @@ class LocalModelConfig(_Section):
     cache_dir: str | None = None
     # Prompt plus completion tokens; none: the model's own context length.
     max_total_tokens: Annotated[int, Field(ge=2)] | None = None
+    # torch's threads; none: every core but one, which stays with the event loop (see README, kind `local`).
+    threads: Annotated[int, Field(ge=1)] | None = None
 
 
 class UpstreamConfig(_Section):
