@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from server.app import create_app
 from server.config import Settings
@@ -21,7 +22,7 @@ from server.upstream.local_engine import Engine
 from tests.loopback import LoopbackServer
 
 MODEL = "smollm2"
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 COUNTING = "1, 2, 3, 4, 5,"  # greedy SmolLM2 keeps counting for hundreds of tokens: no early EOS
 
 
@@ -61,11 +62,11 @@ def test_models_and_ready_say_the_model_is_loaded(local: Local) -> None:
 
 def test_chat_streamed_equals_whole_at_temperature_0(local: Local) -> None:
     with local.sdk() as sdk:
-        whole = sdk.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=24)  # type: ignore[arg-type]
+        whole = sdk.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=24)
         chunks = list(
             sdk.chat.completions.create(
                 model=MODEL,
-                messages=QUESTION,  # type: ignore[arg-type]
+                messages=QUESTION,
                 temperature=0,
                 max_tokens=24,
                 stream=True,
@@ -111,7 +112,7 @@ def test_logprobs_come_from_the_model(local: Local) -> None:
         completion = sdk.completions.create(model=MODEL, prompt=COUNTING, temperature=0, max_tokens=4, logprobs=2)
         chat = sdk.chat.completions.create(
             model=MODEL,
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=QUESTION,
             temperature=0,
             max_tokens=3,
             logprobs=True,
@@ -174,7 +175,7 @@ async def test_concurrent_requests_each_get_their_own_answer(local: Local) -> No
         together = await asyncio.gather(count(1), count(11), count(21))
         pair = await sdk.completions.create(model=MODEL, prompt=COUNTING, temperature=0, max_tokens=6, n=2)
     assert alone[0] == " 6, 7," and alone[1].startswith(" 16, 1")
-    assert together == alone
+    assert list(together) == alone
     assert [choice.text for choice in pair.choices] == [alone[0]] * 2
 
 
@@ -193,12 +194,31 @@ def test_a_client_that_leaves_stops_the_generation(local: Local) -> None:
     assert local.engine.tokens - tokens_before < 300
 
 
+def test_penalties_and_best_of_reach_the_model(local: Local) -> None:
+    with local.sdk() as sdk:
+
+        def greedy(**extra: float) -> tuple[str, object]:
+            answer = sdk.completions.create(
+                model=MODEL, prompt=COUNTING, temperature=0, max_tokens=6, logprobs=1, extra_body=extra or None
+            )
+            logprobs = answer.choices[0].logprobs
+            return answer.choices[0].text, logprobs.token_logprobs if logprobs and logprobs.token_logprobs else []
+
+        plain = greedy()
+        assert greedy(repetition_penalty=2.0)[0] != plain[0]
+        # TGI's frequency penalty is scaled by the sequence length: too weak here to change the text, but
+        # it moves every logprob.
+        assert greedy(frequency_penalty=2.0)[1] != plain[1]
+        best = sdk.completions.create(model=MODEL, prompt=COUNTING, temperature=1.0, max_tokens=4, best_of=2)
+    assert len(best.choices) == 1 and best.usage is not None and best.usage.completion_tokens == 4
+
+
 def test_features_it_cannot_honour_are_refused_by_name(local: Local) -> None:
     with local.sdk() as sdk:
         with pytest.raises(openai.BadRequestError) as refused:
             sdk.chat.completions.create(
                 model=MODEL,
-                messages=QUESTION,  # type: ignore[arg-type]
+                messages=QUESTION,
                 max_tokens=4,
                 response_format={"type": "json_object"},
             )
