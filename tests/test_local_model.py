@@ -179,14 +179,19 @@ async def test_concurrent_requests_each_get_their_own_answer(local: Local) -> No
     assert [choice.text for choice in pair.choices] == [alone[0]] * 2
 
 
-def test_a_client_that_leaves_stops_the_generation(local: Local) -> None:
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_a_client_that_leaves_stops_the_generation(local: Local, stream: bool) -> None:
     tokens_before = local.engine.tokens
-    body = {"model": MODEL, "prompt": COUNTING, "temperature": 0, "max_tokens": 2000, "stream": True}
-    with httpx.stream("POST", f"{local.url}/v1/completions", json=body, timeout=60) as response:
-        lines = response.iter_lines()
-        assert next(line for line in lines if line.startswith("data: ")).startswith('data: {"id"')
-    # The client has hung up after one chunk. The generation would run to 2000 tokens (this prompt has no
-    # early EOS, see COUNTING); the worker drops it before its next token instead.
+    body = {"model": MODEL, "prompt": COUNTING, "temperature": 0, "max_tokens": 2000, "stream": stream}
+    if stream:
+        with httpx.stream("POST", f"{local.url}/v1/completions", json=body, timeout=60) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("data: ")).startswith('data: {"id"')
+    else:  # the client gives up waiting for the whole answer
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{local.url}/v1/completions", json=body, timeout=httpx.Timeout(60, read=1))
+    # The client has hung up. The generation would run to 2000 tokens (this prompt has no early EOS, see
+    # COUNTING); the worker drops it before its next token instead.
     deadline = time.monotonic() + 60
     while local.engine.active and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -28,6 +28,8 @@ __all__ = ["LocalModel"]
 
 logger = logging.getLogger(__name__)
 
+_CLOSE_SECONDS = 10.0  # longest wait at shutdown for the generation step in progress
+
 
 class LocalModel:
     def __init__(self, config: LocalModelConfig, *, where: str) -> None:
@@ -93,7 +95,8 @@ class LocalModel:
 
     async def aclose(self) -> None:
         if self.engine is not None:
-            self.engine.close()
+            # A load in progress cannot be interrupted: the thread is a daemon, so it does not hold up exit.
+            await asyncio.to_thread(self.engine.close, _CLOSE_SECONDS)
 
     async def _loaded(self) -> LoadedModel:
         """The model, once loaded: a request that comes while it loads waits for it."""

@@ -53,9 +53,11 @@ class Engine:
     def submit(self, job: Job) -> None:
         self._inbox.put(job)
 
-    def close(self) -> None:
-        """Stop after the current token; jobs still queued are dropped (their clients are gone too)."""
+    def close(self, timeout: float) -> None:
+        """Stop after the current token and wait for the thread; jobs still queued are dropped (their clients
+        are gone too). Waiting matters: a process that exits while torch runs on another thread aborts."""
         self._inbox.put(None)
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         try:
