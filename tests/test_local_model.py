@@ -150,14 +150,14 @@ def test_a_seed_repeats_a_sampled_answer(local: Local) -> None:
                 messages=[{"role": "user", "content": "Tell me a story."}],
                 temperature=1.0,
                 top_p=0.95,
-                max_tokens=12,
+                max_tokens=8,
                 seed=seed,
             )
         return answer.choices[0].message.content or ""
 
     first = sample(7)
     assert sample(7) == first
-    assert {sample(8), sample(9), sample(10)} != {first}
+    assert {sample(8), sample(9)} != {first}
 
 
 async def test_concurrent_requests_each_get_their_own_answer(local: Local) -> None:
