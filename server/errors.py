@@ -12,7 +12,8 @@
         ├── UpstreamOverloaded     429 with Retry-After
         ├── UpstreamLoading        503 with Retry-After
         ├── UpstreamTimeout        504
-        └── UpstreamFailed         500 the upstream failed while generating (x-should-retry: false)
+        ├── UpstreamFailed         500 the upstream failed while generating (x-should-retry: false)
+        └── LocalModelUnavailable  503 kind `local` cannot run: its extra is not installed or its model failed
 
 The wire shape is OpenAI's: `{"error": {"message", "type", "param", "code"}}` with all four keys,
 https://github.com/openai/openai-openapi (ErrorResponse). Before the first byte of a stream an error is an
@@ -33,6 +34,7 @@ __all__ = [
     "HTTPFailure",
     "HostNotAllowed",
     "InvalidRequest",
+    "LocalModelUnavailable",
     "ModelNotFound",
     "ProxyError",
     "RequestTooLarge",
@@ -177,6 +179,17 @@ class UpstreamFailed(UpstreamError):
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message, code=code, headers={"x-should-retry": "false"})
+
+
+class LocalModelUnavailable(UpstreamError):
+    """The in-process model (kind `local`) cannot serve: retrying will not help until the operator acts."""
+
+    status = 503
+    default_code = "local_model_unavailable"
+
+    def __init__(self, message: str) -> None:
+        # The OpenAI SDKs retry a 503 unless told not to; a missing install does not fix itself.
+        super().__init__(message, headers={"x-should-retry": "false"})
 
 
 def error_response(exc: ProxyError) -> Response:

@@ -11,7 +11,7 @@ from typing import Any
 from server.config import ConfigError, ModelConfig, Settings
 from server.errors import ModelNotFound
 from server.prompts import ChatTemplate, TemplateLoadError, load_chat_template
-from server.upstream import Gate, Relay, Transport, Upstream, connect
+from server.upstream import Gate, InProcessModel, ModelState, Relay, Transport, Upstream, connect
 
 __all__ = ["ModelRegistry", "ServedModel", "build_registry"]
 
@@ -30,10 +30,25 @@ class ServedModel:
     template: ChatTemplate | None
     created: int
     gate: Gate  # this model's share of upstream capacity (`server.upstream.admission`)
+    in_process: InProcessModel | None = None  # the model itself, when this process holds it (kind local)
 
     def card(self) -> dict[str, Any]:
-        """The OpenAI `Model` object."""
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": OWNER}
+        """The OpenAI `Model` object; a model held in this process also says whether it is loaded."""
+        card: dict[str, Any] = {"id": self.name, "object": "model", "created": self.created, "owned_by": OWNER}
+        if self.status is not None:
+            card["status"] = self.status
+        return card
+
+    @property
+    def status(self) -> ModelState | None:
+        """`loading`, `loaded` or `unavailable` for a model held in this process (kind local), else None."""
+        return self.in_process.state() if self.in_process is not None else None
+
+    async def chat_template(self) -> ChatTemplate | None:
+        """The configured template, else the one the model itself ships (kind local)."""
+        if self.template is None and self.in_process is not None:
+            return await self.in_process.chat_template()
+        return self.template
 
 
 class ModelRegistry:
@@ -65,9 +80,7 @@ def build_registry(
     for i, config in enumerate(settings.models):
         where = f"models[{i}]"
         template = None
-        if config.chat_template is None:
-            logger.warning("model %s has no chat_template: it serves /v1/completions only", config.name)
-        else:
+        if config.chat_template is not None:
             try:
                 template = load_chat_template(config.chat_template, base_dir=settings.base_dir)
             except TemplateLoadError as exc:
@@ -77,7 +90,10 @@ def build_registry(
             limit=limits.max_concurrency, queue=limits.max_queue, timeout=limits.queue_timeout, name=config.name
         )
         upstream = connect(limits, model=config.name, gate=gate, transport=transport, where=f"{where}.upstream")
+        in_process = upstream if isinstance(upstream, InProcessModel) else None
+        if template is None and in_process is None:
+            logger.warning("model %s has no chat_template: it serves /v1/completions only", config.name)
         if observe is not None:
             upstream = observe(config.name, upstream)
-        models.append(ServedModel(config.name, config, upstream, template, created, gate))
+        models.append(ServedModel(config.name, config, upstream, template, created, gate, in_process))
     return ModelRegistry(models)

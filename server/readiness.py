@@ -42,12 +42,20 @@ class Readiness:
             self._task = None
 
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, body) from the last finished round of checks."""
+        """(ready, body) from the last finished round of checks. A model held in this process (kind `local`)
+        reports its own state as it is now (`loading`, `loaded`, `unavailable`): asking costs nothing."""
+        models: dict[str, str] = {}
+        ready = True
+        for model in self._registry:
+            healthy = None if self._healthy is None else self._healthy.get(model.name)
+            if model.status is not None:
+                models[model.name] = model.status
+                ready = ready and model.status == "loaded"
+            else:
+                models[model.name] = {None: "unknown", True: "ok", False: "unavailable"}[healthy]
+                ready = ready and healthy is True
         if self._healthy is None:
-            models = {model.name: "unknown" for model in self._registry}
             return False, {"status": "starting", "models": models}
-        ready = all(self._healthy.values())
-        models = {name: "ok" if ok else "unavailable" for name, ok in self._healthy.items()}
         return ready, {"status": "ready" if ready else "unavailable", "models": models}
 
     async def check(self) -> None:

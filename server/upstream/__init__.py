@@ -6,12 +6,23 @@ import httpx
 
 from server.config import ConfigError, UpstreamConfig
 from server.upstream.admission import Gate
-from server.upstream.base import Generated, Limits, Relay, Upstream
+from server.upstream.base import Generated, InProcessModel, Limits, ModelState, Relay, Upstream
 from server.upstream.http import UpstreamHTTP
+from server.upstream.local import LocalModel
 from server.upstream.openai import OpenAIClient, read_openai_error
 from server.upstream.tgi import TGI_ROUTES, TGIClient, hf_inference_routes, read_tgi_error
 
-__all__ = ["Gate", "Generated", "Limits", "Relay", "Transport", "Upstream", "connect"]
+__all__ = [
+    "Gate",
+    "Generated",
+    "InProcessModel",
+    "Limits",
+    "ModelState",
+    "Relay",
+    "Transport",
+    "Upstream",
+    "connect",
+]
 
 Transport = httpx.AsyncBaseTransport
 
@@ -28,7 +39,9 @@ def connect(
         return TGIClient(http, hf_inference_routes(config.model_id or model))
     if config.kind == "openai":
         return OpenAIClient(UpstreamHTTP(config, gate=gate, read_error=read_openai_error, transport=transport))
+    if config.kind == "local":
+        return LocalModel(config.local, where=where)
     raise ConfigError(
         f"config error at {where}.kind: upstream kind '{config.kind}' is not available in this version"
-        " (supported: tgi, hf-inference, openai)"
+        " (supported: tgi, hf-inference, openai, local)"
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
+from server.prompts import ChatTemplate
 from server.schemas.tgi import GenerateParameters, GenerateResponse, StreamResponse
 
 
@@ -56,3 +57,16 @@ class Relay(Protocol):
     async def healthy(self) -> bool: ...
 
     async def aclose(self) -> None: ...
+
+
+ModelState = Literal["loading", "loaded", "unavailable"]
+
+
+@runtime_checkable
+class InProcessModel(Protocol):
+    """Optional, for an upstream that holds its model in this process (kind `local`): whether it is loaded,
+    for `/v1/models` and `/ready`, and the chat template its tokenizer ships, used when the config gives none."""
+
+    def state(self) -> ModelState: ...
+
+    async def chat_template(self) -> ChatTemplate | None: ...

