@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from tests.fake_tgi import FakeTGI, Message, Receive, Scope, Send
+from tests.fake_tgi import FakeTGI, Message, Receive, Scope, Send, read_body
 
 PREFIX = "/hf-inference/models/"
 JSON = [(b"content-type", b"application/json")]
@@ -39,12 +39,9 @@ class FakeHFRouter:
         if scope["method"] == "GET":  # what a health probe sees: the route exists, it wants a POST
             await _answer(send, 405, {"error": "Method Not Allowed"})
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         request = orjson.loads(body)
         headers = dict(scope["headers"])
         self.calls.append({"body": request, "authorization": headers.get(b"authorization", b"").decode()})

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from tests.fake_tgi import Receive, Scope, Send, split_sse_events
+from tests.fake_tgi import Receive, Scope, Send, read_body, split_sse_events
 
 JSON = [(b"content-type", b"application/json")]
 SSE = [(b"content-type", b"text/event-stream")]
@@ -42,12 +42,9 @@ class FakeOpenAI:
         if scope["path"] not in ("/v1/chat/completions", "/v1/completions"):
             await self._send(send, 404, {"error": "Not Found"})
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         request = orjson.loads(body)
         self.requests.append({"path": scope["path"], **request})
         if self.status != 200 or not request.get("stream"):

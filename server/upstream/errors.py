@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import httpx
+import orjson
 
 from server.errors import (
     ContextLengthExceeded,
@@ -87,6 +88,17 @@ def from_transport_error(exc: httpx.HTTPError) -> ProxyError:
     if isinstance(exc, httpx.ConnectError):
         return UpstreamError("The upstream cannot be reached.", code="upstream_unreachable")
     return UpstreamError(f"The connection to the upstream failed ({type(exc).__name__}).", code="upstream_connection")
+
+
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """`data` parsed as a JSON object, else an `UpstreamError` saying that `what` was not one."""
+    try:
+        value: Any = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"the upstream sent {what} that is not JSON") from None
+    if not isinstance(value, dict):
+        raise UpstreamError(f"the upstream sent {what} that is not a JSON object")
+    return value
 
 
 def _message_and_type(body: Any) -> tuple[str, str | None]:

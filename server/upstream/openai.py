@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
-from server.errors import ContextLengthExceeded, InvalidRequest, ProxyError, UpstreamError
-from server.upstream.errors import from_tgi_error
+from server.errors import ContextLengthExceeded, InvalidRequest, ProxyError
+from server.upstream.errors import from_tgi_error, json_object
 from server.upstream.http import UpstreamHTTP
 
 __all__ = ["OpenAIClient", "read_openai_error"]
@@ -33,7 +33,7 @@ class OpenAIClient:
 
     async def complete(self, path: str, body: dict[str, Any]) -> Chunk:
         reply = await self._http.post(path, orjson.dumps(body))
-        return _json_object(reply.content)
+        return json_object(reply.content, "an answer")
 
     async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[list[Chunk]]:
         async with contextlib.aclosing(self._http.stream(path, orjson.dumps(body))) as payloads:
@@ -44,7 +44,7 @@ class OpenAIClient:
                         if batch:
                             yield batch
                         return
-                    chunk = _json_object(data)
+                    chunk = json_object(data, "a stream chunk")
                     if chunk.get("error") is not None:
                         if batch:  # what came before the error still reaches the client
                             yield batch
@@ -80,13 +80,3 @@ def read_openai_error(response: httpx.Response) -> ProxyError:
             code=code if isinstance(code, str) else "upstream_validation_error",
         )
     return from_tgi_error(response.status_code, body, response.headers.get("retry-after"))
-
-
-def _json_object(data: bytes) -> Chunk:
-    try:
-        value: Any = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("the upstream sent something that is not JSON") from None
-    if not isinstance(value, dict):
-        raise UpstreamError("the upstream sent JSON that is not an object")
-    return value

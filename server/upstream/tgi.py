@@ -20,7 +20,7 @@ import orjson
 from server.errors import ProxyError, UpstreamError
 from server.schemas.tgi import GenerateParameters, GenerateResponse, Info, StreamResponse
 from server.upstream.base import Generated, Limits
-from server.upstream.errors import from_tgi_error
+from server.upstream.errors import from_tgi_error, json_object
 from server.upstream.http import UpstreamHTTP
 
 __all__ = ["TGI_ROUTES", "Routes", "TGIClient", "hf_inference_routes", "read_tgi_error"]
@@ -148,12 +148,7 @@ def read_tgi_error(response: httpx.Response) -> ProxyError:
 
 
 def _parse_event(data: bytes) -> StreamResponse:
-    try:
-        event: Any = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError("the upstream sent a stream event that is not JSON") from None
-    if not isinstance(event, dict):
-        raise UpstreamError("the upstream sent a stream event that is not a JSON object")
+    event = json_object(data, "a stream event")
     if event.get("error") is not None:
         raise from_tgi_error(None, event)
     if "token" not in event:

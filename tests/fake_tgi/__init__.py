@@ -60,7 +60,7 @@ Modules: ``fixtures`` (recordings, SSE helpers), ``model`` (tokenizer, tokens, `
 from __future__ import annotations
 
 from tests.fake_tgi.app import FakeTGI
-from tests.fake_tgi.asgi import DISCONNECTED, ASGIApp, Headers, Message, Receive, Scope, Send
+from tests.fake_tgi.asgi import DISCONNECTED, ASGIApp, Headers, Message, Receive, Scope, Send, read_body
 from tests.fake_tgi.errors import (
     Rejection,
     TGIError,
@@ -100,6 +100,7 @@ from tests.fake_tgi.validation import ValidRequest, check_endpoint_rules, valida
 from tests.fake_tgi.wire import JSON_HEADERS, TEXT_HEADERS, default_fail_body, generate_response, stream_event
 
 __all__ = [
+    "read_body",
     "ASGIApp",
     "DEFAULT_SCRIPT",
     "DISCONNECTED",

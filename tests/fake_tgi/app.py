@@ -25,8 +25,8 @@ from tests.fake_tgi.asgi import (
     Scope,
     Send,
     _Exchange,
-    _read_body,
     _send_simple,
+    read_body,
 )
 from tests.fake_tgi.errors import Rejection, TGIError, generation_error, incomplete_generation_error, overloaded_error
 from tests.fake_tgi.fixtures import split_sse_events
@@ -117,7 +117,7 @@ class FakeTGI(FakeTGISettings):
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return
         request = self._record(scope, body)

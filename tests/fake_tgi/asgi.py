@@ -78,7 +78,7 @@ class _Exchange:
         return await self.start(status, headers) and await self.finish(body)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive) -> bytes | None:
     """The whole request body, None if the client disconnected first."""
     chunks: list[bytes] = []
     while True:
