@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         readiness.start()
+        await readiness.first_round(timeout=2.0)
         yield
         await readiness.stop()
         await registry.aclose()

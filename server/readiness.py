@@ -3,8 +3,9 @@
 A load balancer polls `/ready` often and expects an instant answer; checking upstreams inline would make it
 as slow as the slowest upstream, and a dead one would hold every probe for its connect timeout. Instead a task
 checks every model's upstream each `server.ready_interval` seconds (TGI `/health` on every replica, which also
-rests or wakes replicas for the balancer) and `/ready` reports the last result. Until the first round has
-finished the answer is 503 `starting`. `/health` stays liveness only.
+rests or wakes replicas for the balancer) and `/ready` reports the last result. The server starts accepting
+requests once the first round has finished (or after 2 s); until then the answer would be 503 `starting`.
+`/health` stays liveness only.
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ class Readiness:
         self._interval = interval
         self._healthy: dict[str, bool] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._first_round = asyncio.Event()
 
     def start(self) -> None:
         """Start checking, if not started yet (the app's lifespan does it; `/ready` too, for servers that run
         no lifespan)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="readiness-checks")
+
+    async def first_round(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) for the first round of checks, so that a server that has just
+        started answers `/ready` from real checks rather than `starting`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_round.wait(), timeout)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -68,6 +76,7 @@ class Readiness:
                 logger.warning("health check of model %s failed: %s", model.name, type(result).__name__)
             healthy[model.name] = result is True
         self._healthy = healthy
+        self._first_round.set()
 
     async def _run(self) -> None:
         while True:
