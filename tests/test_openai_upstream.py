@@ -160,12 +160,19 @@ def test_the_request_goes_through_with_model_defaults_and_stops() -> None:
     fake = FakeOpenAI(answer=snapshot("tgi_snapshot_chat_tools_nostream.json"))
     with sdk(fake, stop=["###"], defaults={"temperature": 0.2, "max_tokens": 7}) as client:
         client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, max_tokens=3, stop="END", extra_body={"top_k": 5, "custom": [1]}
+            model=MODEL,
+            messages=MESSAGES,
+            max_tokens=3,
+            stop="END",
+            presence_penalty=0.5,  # refused for TGI's native API, which has no such parameter; fine here
+            logit_bias={"5": 1},
+            extra_body={"top_k": 5, "custom": [1]},
         )
     sent = fake.requests[0]
     assert sent["model"] == "tgi" and sent["messages"] == MESSAGES and sent["path"] == "/v1/chat/completions"
     assert sent["max_tokens"] == 3 and sent["temperature"] == 0.2  # the client's value wins over the default
     assert sent["stop"] == ["END", "###"] and sent["top_k"] == 5 and sent["custom"] == [1]
+    assert sent["presence_penalty"] == 0.5 and sent["logit_bias"] == {"5": 1}
 
 
 def chat_chunks(texts: list[str], reason: str) -> list[dict[str, Any]]:
