@@ -51,13 +51,20 @@ UPSTREAM = {
 }
 # An answer may take the total timeout (which counts the wait for a slot) plus the proxy's own work.
 ANSWER_BOUND = UPSTREAM["total_timeout"] + 3.0
-SETTLE_SECONDS = 10.0  # how long the upstream gets to see every connection of a gone client closed
+# Once every client has its answer (or left), the proxy has no reason to keep an upstream call: the upstream
+# must see them all closed within `UPSTREAM_GRACE`; `SETTLE_SECONDS` (beyond every deadline) is when the
+# report gives up waiting.
+UPSTREAM_GRACE = 1.0
+SETTLE_SECONDS = 10.0
 STARTUP_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class Leftovers:
+    upstream_open_at_end: int  # upstream requests open when the last client had its answer
+    settle_seconds: float  # until the upstream saw all of them closed
     upstream_open_requests: int
+    upstream_open: list[str]  # what each of them is
     upstream_generations: int
     proxy_requests_in_flight: float  # the scrape itself counts 1
     proxy_upstream_in_flight: float
@@ -66,7 +73,8 @@ class Leftovers:
     @property
     def leaked(self) -> bool:
         return bool(
-            self.upstream_open_requests
+            self.settle_seconds > UPSTREAM_GRACE
+            or self.upstream_open_requests
             or self.upstream_generations
             or self.proxy_requests_in_flight > 1
             or self.proxy_upstream_in_flight
@@ -162,16 +170,21 @@ def proxy_config(urls: list[str], port: int) -> dict[str, Any]:
 
 
 async def leftovers(proxy_url: str, upstream_url: str) -> Leftovers:
-    """What is still open, once the upstream has had `SETTLE_SECONDS` to see every gone client leave."""
+    """What is still open once the clients are gone: the upstream's requests are polled until they are all
+    closed (or `SETTLE_SECONDS` pass), then the proxy's gauges are read."""
+    started = time.monotonic()
     async with httpx.AsyncClient(timeout=5) as http:
-        deadline = time.monotonic() + SETTLE_SECONDS
+        at_end: int | None = None
         while True:
             replicas = (await http.get(f"{upstream_url}/_soak/stats")).json()
-            open_requests = sum(replica["open_requests"] for replica in replicas)
+            still_open = [request for replica in replicas for request in replica["open_requests"]]
+            open_requests = len(still_open)
             generations = sum(replica["in_flight"] for replica in replicas)
-            if (open_requests == 0 and generations == 0) or time.monotonic() > deadline:
+            at_end = open_requests if at_end is None else at_end
+            settled = time.monotonic() - started
+            if (open_requests == 0 and generations == 0) or settled > SETTLE_SECONDS:
                 break
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
         metrics = (await http.get(f"{proxy_url}/metrics")).text
 
     def gauge(name: str) -> float:
@@ -179,7 +192,10 @@ async def leftovers(proxy_url: str, upstream_url: str) -> Leftovers:
         return sum(float(value) for value in values)
 
     return Leftovers(
+        at_end,
+        settled,
         open_requests,
+        still_open,
         generations,
         gauge("requests_in_flight"),
         gauge("upstream_requests_in_flight"),
@@ -239,6 +255,9 @@ def report(
         "",
         f"proxy memory: RSS {before['VmRSS'] / 1024:.1f} MiB before, {after['VmRSS'] / 1024:.1f} MiB after "
         f"(peak {after['VmHWM'] / 1024:.1f} MiB)",
+        f"upstream requests open when the last client was done: {left.upstream_open_at_end}, all closed after "
+        f"{left.settle_seconds:.2f} s (a leak beyond {UPSTREAM_GRACE:g} s)",
+        *(f"  upstream request still open: {request}" for request in left.upstream_open),
         f"left open after the clients were gone: upstream requests {left.upstream_open_requests}, upstream "
         f"generations {left.upstream_generations}; proxy requests in flight {left.proxy_requests_in_flight:g} "
         f"(1 is the metrics scrape), upstream calls {left.proxy_upstream_in_flight:g}, queued {left.proxy_queued:g}",

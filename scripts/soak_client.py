@@ -23,6 +23,8 @@ import orjson
 
 COMPLETE, CLEAN_ERROR, CLIENT_LEFT, BROKEN = "complete", "clean_error", "client_left", "broken"
 DONE = b"data: [DONE]\n\n"
+# Clients refused with 429 wait before asking again, as the OpenAI SDKs do; the proxy's Retry-After is 1 s.
+BACKOFF_AFTER_429 = 1.0
 ERROR_KEYS = {"message", "type", "param", "code"}
 ENDPOINTS = {"/v1/chat/completions": "chat.completion", "/v1/completions": "text_completion"}
 CHUNK_OBJECTS = {"/v1/chat/completions": "chat.completion.chunk", "/v1/completions": "text_completion"}
@@ -229,6 +231,8 @@ async def run_load(base_url: str, load: Load) -> list[Outcome]:
             started = time.monotonic()
             kind, detail = await perform(http, call, load.answer_bound)
             outcomes.append(Outcome(kind, detail, call, time.monotonic() - started))
+            if detail.startswith("429 "):
+                await asyncio.sleep(BACKOFF_AFTER_429)
 
     limits = httpx.Limits(max_connections=load.concurrency, max_keepalive_connections=load.concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=None, limits=limits) as http:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import random
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +106,7 @@ class FaultyReplica:
         self._faults = faults()
         self._fakes = {fault.name: FakeTGI(**{"token_delay": TOKEN_DELAY, **fault.settings}) for fault in faults()}
         self._rng = random.Random(seed)
-        self.open_requests = 0
+        self._open: dict[object, tuple[str, str, float]] = {}  # fault, path, start of each request not ended
         self.served: Counter[str] = Counter()
 
     @property
@@ -113,7 +114,14 @@ class FaultyReplica:
         return sum(fake.in_flight for fake in self._fakes.values())
 
     def stats(self) -> dict[str, Any]:
-        return {"open_requests": self.open_requests, "in_flight": self.in_flight, "served": dict(self.served)}
+        now = time.monotonic()
+        return {
+            "open_requests": [
+                f"{fault} {path} open for {now - start:.1f} s" for fault, path, start in self._open.values()
+            ],
+            "in_flight": self.in_flight,
+            "served": dict(self.served),
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         healthy = self._fakes["none"]
@@ -123,14 +131,15 @@ class FaultyReplica:
         candidates = [fault for fault in self._faults if scope["path"] in fault.paths]
         fault = self._rng.choices(candidates, weights=[fault.weight for fault in candidates])[0]
         self.served[fault.name] += 1
-        self.open_requests += 1
+        key = object()
+        self._open[key] = (fault.name, scope["path"], time.monotonic())
         try:
             if fault.name == "abort_after_headers":
                 await _abort(scope, receive, send)
             else:
                 await self._fakes[fault.name](scope, receive, send)
         finally:
-            self.open_requests -= 1
+            del self._open[key]
 
 
 async def _abort(scope: Scope, receive: Receive, send: Send) -> None:
