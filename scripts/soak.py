@@ -222,6 +222,7 @@ def report(
     args: argparse.Namespace,
     outcomes: list[Outcome],
     seconds: float,
+    client_lag: float,
     memory: tuple[dict[str, int], dict[str, int]],
     served: Counter[str],
     left: Leftovers,
@@ -241,7 +242,10 @@ def report(
     out += ["", "clean errors (HTTP status + code, or `event` + code of an error event in a 200 stream):"]
     out += [f"  {count:>6}  {detail}" for detail, count in errors.most_common()]
     slowest = max((outcome for outcome in outcomes if outcome.kind != CLIENT_LEFT), key=lambda o: o.seconds)
-    out.append(f"slowest answer: {slowest.seconds:.2f} s ({slowest.detail}); broken beyond {ANSWER_BOUND:g} s")
+    out.append(
+        f"slowest answer: {slowest.seconds:.2f} s ({slowest.detail}); broken beyond {ANSWER_BOUND:g} s; "
+        f"the clients' event loop lagged up to {client_lag:.2f} s"
+    )
     broken = [outcome for outcome in outcomes if outcome.kind == BROKEN]
     if broken:
         out += ["", "broken answers (first 20):"]
@@ -268,11 +272,13 @@ def report(
 
 
 async def soak(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+    with contextlib.ExitStack() as stack:
+        workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
+        workdir.mkdir(parents=True, exist_ok=True)
         async with upstream_process(args.replicas, args.seed) as upstream:
             nowhere = f"http://127.0.0.1:{free_port()}"  # a replica that is down: connections refused
             urls = [*upstream["replicas"], upstream["slammer"], nowhere]
-            async with proxy_process(proxy_config(urls, free_port()), Path(tmp)) as (proxy_url, pid, log_path):
+            async with proxy_process(proxy_config(urls, free_port()), workdir) as (proxy_url, pid, log_path):
                 before = memory_kib(pid)
                 load = Load(
                     model=MODEL,
@@ -284,13 +290,13 @@ async def soak(args: argparse.Namespace) -> int:
                     seed=args.seed,
                 )
                 started = time.monotonic()
-                outcomes = await run_load(proxy_url, load)
+                outcomes, client_lag = await run_load(proxy_url, load)
                 seconds = time.monotonic() - started
                 left = await leftovers(proxy_url, upstream["replicas"][0])
                 after = memory_kib(pid)
                 served = await faults_served(upstream["replicas"][0])
                 problems = proxy_log_problems(log_path)
-    sys.stdout.write(report(args, outcomes, seconds, (before, after), served, left, problems) + "\n")
+    sys.stdout.write(report(args, outcomes, seconds, client_lag, (before, after), served, left, problems) + "\n")
     failed = any(outcome.kind == BROKEN for outcome in outcomes) or left.leaked
     return 1 if failed else 0
 
@@ -302,6 +308,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="stop after this many requests (default: no limit)")
     parser.add_argument("--seed", type=int, default=1, help="seeds the faults and the requests (default 1)")
     parser.add_argument("--replicas", type=int, default=2, help="faulty TGI replicas (default 2)")
+    parser.add_argument("--workdir", type=Path, help="keep the proxy's config and log here (default: a temp dir)")
     parser.add_argument("--leave", type=float, default=0.1, help="share of clients leaving early (default 0.1)")
     raise SystemExit(asyncio.run(soak(parser.parse_args())))
 

@@ -25,6 +25,7 @@ COMPLETE, CLEAN_ERROR, CLIENT_LEFT, BROKEN = "complete", "clean_error", "client_
 DONE = b"data: [DONE]\n\n"
 # Clients refused with 429 wait before asking again, as the OpenAI SDKs do; the proxy's Retry-After is 1 s.
 BACKOFF_AFTER_429 = 1.0
+LAG_PROBE = 0.05  # seconds between two looks at the event loop's lag
 ERROR_KEYS = {"message", "type", "param", "code"}
 ENDPOINTS = {"/v1/chat/completions": "chat.completion", "/v1/completions": "text_completion"}
 CHUNK_OBJECTS = {"/v1/chat/completions": "chat.completion.chunk", "/v1/completions": "text_completion"}
@@ -212,9 +213,12 @@ async def _stream(client: httpx.AsyncClient, call: Call) -> tuple[str, str]:
         return classify_stream(call, body)
 
 
-async def run_load(base_url: str, load: Load) -> list[Outcome]:
-    """`load.concurrency` clients asking one after another until the duration or request budget runs out."""
+async def run_load(base_url: str, load: Load) -> tuple[list[Outcome], float]:
+    """`load.concurrency` clients asking one after another until the duration or request budget runs out.
+    Also returns the longest lag of this process' event loop: a client too busy to read its answers in time
+    would blame the proxy for its own delay."""
     outcomes: list[Outcome] = []
+    lag = 0.0
     deadline = time.monotonic() + load.duration
     issued = 0
 
@@ -234,9 +238,18 @@ async def run_load(base_url: str, load: Load) -> list[Outcome]:
             if detail.startswith("429 "):
                 await asyncio.sleep(BACKOFF_AFTER_429)
 
+    async def watch_lag() -> None:
+        nonlocal lag
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(LAG_PROBE)
+            lag = max(lag, time.monotonic() - asked - LAG_PROBE)
+
     limits = httpx.Limits(max_connections=load.concurrency, max_keepalive_connections=load.concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=None, limits=limits) as http:
+        watcher = asyncio.create_task(watch_lag())
         async with asyncio.TaskGroup() as group:
             for index in range(load.concurrency):
                 group.create_task(client_loop(random.Random(load.seed * 7919 + index)))
-    return outcomes
+        watcher.cancel()
+    return outcomes, lag

@@ -104,7 +104,7 @@ class FaultyReplica:
 
     def __init__(self, seed: int) -> None:
         self._faults = faults()
-        self._fakes = {fault.name: FakeTGI(**{"token_delay": TOKEN_DELAY, **fault.settings}) for fault in faults()}
+        self._fakes = {fault.name: FakeTGI(**{"token_delay": TOKEN_DELAY, **fault.settings}) for fault in self._faults}
         self._rng = random.Random(seed)
         self._open: dict[object, tuple[str, str, float]] = {}  # fault, path, start of each request not ended
         self.served: Counter[str] = Counter()
