@@ -222,7 +222,7 @@ def report(
     args: argparse.Namespace,
     outcomes: list[Outcome],
     seconds: float,
-    client_lag: float,
+    lags: tuple[float, float],
     memory: tuple[dict[str, int], dict[str, int]],
     served: Counter[str],
     left: Leftovers,
@@ -244,7 +244,7 @@ def report(
     slowest = max((outcome for outcome in outcomes if outcome.kind != CLIENT_LEFT), key=lambda o: o.seconds)
     out.append(
         f"slowest answer: {slowest.seconds:.2f} s ({slowest.detail}); broken beyond {ANSWER_BOUND:g} s; "
-        f"the clients' event loop lagged up to {client_lag:.2f} s"
+        f"the clients' event loop lagged up to {lags[0]:.2f} s, the proxy's /health took up to {lags[1]:.2f} s"
     )
     broken = [outcome for outcome in outcomes if outcome.kind == BROKEN]
     if broken:
@@ -290,13 +290,15 @@ async def soak(args: argparse.Namespace) -> int:
                     seed=args.seed,
                 )
                 started = time.monotonic()
-                outcomes, client_lag = await run_load(proxy_url, load)
+                outcomes, client_lag, slowest_health = await run_load(proxy_url, load)
                 seconds = time.monotonic() - started
                 left = await leftovers(proxy_url, upstream["replicas"][0])
                 after = memory_kib(pid)
                 served = await faults_served(upstream["replicas"][0])
                 problems = proxy_log_problems(log_path)
-    sys.stdout.write(report(args, outcomes, seconds, client_lag, (before, after), served, left, problems) + "\n")
+    sys.stdout.write(
+        report(args, outcomes, seconds, (client_lag, slowest_health), (before, after), served, left, problems) + "\n"
+    )
     failed = any(outcome.kind == BROKEN for outcome in outcomes) or left.leaked
     return 1 if failed else 0
 

@@ -213,12 +213,12 @@ async def _stream(client: httpx.AsyncClient, call: Call) -> tuple[str, str]:
         return classify_stream(call, body)
 
 
-async def run_load(base_url: str, load: Load) -> tuple[list[Outcome], float]:
+async def run_load(base_url: str, load: Load) -> tuple[list[Outcome], float, float]:
     """`load.concurrency` clients asking one after another until the duration or request budget runs out.
-    Also returns the longest lag of this process' event loop: a client too busy to read its answers in time
-    would blame the proxy for its own delay."""
+    Also returns how late this process' event loop ran at worst (a client too busy to read its answers in
+    time would blame the proxy for its own delay) and the slowest `/health` of the proxy (its own loop's lag)."""
     outcomes: list[Outcome] = []
-    lag = 0.0
+    lag = health = 0.0
     deadline = time.monotonic() + load.duration
     issued = 0
 
@@ -239,17 +239,25 @@ async def run_load(base_url: str, load: Load) -> tuple[list[Outcome], float]:
                 await asyncio.sleep(BACKOFF_AFTER_429)
 
     async def watch_lag() -> None:
-        nonlocal lag
-        while True:
-            asked = time.monotonic()
-            await asyncio.sleep(LAG_PROBE)
-            lag = max(lag, time.monotonic() - asked - LAG_PROBE)
+        nonlocal lag, health
+        async with httpx.AsyncClient(base_url=base_url) as probe:
+            while True:
+                asked = time.monotonic()
+                await asyncio.sleep(LAG_PROBE)
+                lag = max(lag, time.monotonic() - asked - LAG_PROBE)
+                asked = time.monotonic()
+                await probe.get("/health")
+                health = max(health, time.monotonic() - asked)
 
-    limits = httpx.Limits(max_connections=load.concurrency, max_keepalive_connections=load.concurrency)
+    # Idle connections are dropped after 2 s, before uvicorn's 5 s keep-alive timeout: at 5 s on both sides (httpx's
+    # default) a request may go out on a connection the server is closing, a race of the client's making.
+    limits = httpx.Limits(
+        max_connections=load.concurrency, max_keepalive_connections=load.concurrency, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(base_url=base_url, timeout=None, limits=limits) as http:
         watcher = asyncio.create_task(watch_lag())
         async with asyncio.TaskGroup() as group:
             for index in range(load.concurrency):
                 group.create_task(client_loop(random.Random(load.seed * 7919 + index)))
         watcher.cancel()
-    return outcomes, lag
+    return outcomes, lag, health
