@@ -50,7 +50,15 @@ UPSTREAM = {
     "queue_timeout": 2.0,
 }
 # An answer may take the total timeout (which counts the wait for a slot) plus the proxy's own work.
-ANSWER_BOUND = UPSTREAM["total_timeout"] + 3.0
+# The longest an answer may take: the deadlines a request can meet one after the other (fetching the
+# upstream's limits, the generation, then counting prompt tokens for `usage` when the upstream did not say),
+# plus a margin for the proxy's own work on a busy machine.
+ANSWER_BOUND = (
+    UPSTREAM["connect_timeout"]
+    + UPSTREAM["total_timeout"]
+    + min(UPSTREAM["first_token_timeout"], UPSTREAM["total_timeout"])
+    + 2.0
+)
 # Once every client has its answer (or left), the proxy has no reason to keep an upstream call: the upstream
 # must see them all closed within `UPSTREAM_GRACE`; `SETTLE_SECONDS` (beyond every deadline) is when the
 # report gives up waiting.
@@ -243,7 +251,8 @@ def report(
     out += [f"  {count:>6}  {detail}" for detail, count in errors.most_common()]
     slowest = max((outcome for outcome in outcomes if outcome.kind != CLIENT_LEFT), key=lambda o: o.seconds)
     out.append(
-        f"slowest answer: {slowest.seconds:.2f} s ({slowest.detail}); broken beyond {ANSWER_BOUND:g} s; "
+        f"slowest answer: {slowest.seconds:.2f} s ({slowest.call.describe()}: {slowest.detail}); broken beyond "
+        f"{ANSWER_BOUND:g} s; "
         f"the clients' event loop lagged up to {lags[0]:.2f} s, the proxy's /health took up to {lags[1]:.2f} s"
     )
     broken = [outcome for outcome in outcomes if outcome.kind == BROKEN]

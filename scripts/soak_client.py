@@ -41,7 +41,8 @@ class Call:
 
     def describe(self) -> str:
         mode = "stream" if self.stream else "json"
-        return f"{self.endpoint} {mode} n={self.n} max_tokens={self.body['max_tokens']}"
+        usage = " include_usage" if self.body.get("stream_options") else ""
+        return f"{self.endpoint} {mode} n={self.n} max_tokens={self.body['max_tokens']}{usage}"
 
 
 @dataclass(frozen=True)
