@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -65,6 +66,7 @@ ANSWER_BOUND = (
 UPSTREAM_GRACE = 1.0
 SETTLE_SECONDS = 10.0
 STARTUP_SECONDS = 30.0
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # how each record of the proxy's plain log starts
 
 
 @dataclass(frozen=True)
@@ -221,9 +223,14 @@ async def faults_served(upstream_url: str) -> Counter[str]:
 
 
 def proxy_log_problems(log_path: Path) -> list[str]:
-    """Lines of the proxy's log at ERROR or above, and tracebacks: each is a bug worth a look."""
-    lines = log_path.read_text(errors="replace").splitlines()
-    return [line for line in lines if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback")]
+    """Records of the proxy's log at ERROR or above, each with the traceback that follows it: each is a bug."""
+    problems: list[str] = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if " ERROR " in line or " CRITICAL " in line:
+            problems.append(line)
+        elif problems and not LOG_RECORD.match(line):  # a traceback's line belongs to the record before it
+            problems[-1] += "\n    " + line
+    return problems
 
 
 def report(
@@ -274,41 +281,44 @@ def report(
         f"left open after the clients were gone: upstream requests {left.upstream_open_requests}, upstream "
         f"generations {left.upstream_generations}; proxy requests in flight {left.proxy_requests_in_flight:g} "
         f"(1 is the metrics scrape), upstream calls {left.proxy_upstream_in_flight:g}, queued {left.proxy_queued:g}",
-        f"proxy log lines at ERROR or tracebacks: {len(problems)}",
+        f"proxy log records at ERROR or above: {len(problems)}",
     ]
-    out += [f"  {line}" for line in problems[:10]]
+    out += [f"  {problem}" for problem in problems[:5]]
     return "\n".join(out)
 
 
 async def soak(args: argparse.Namespace) -> int:
-    with contextlib.ExitStack() as stack:
-        workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
-        workdir.mkdir(parents=True, exist_ok=True)
-        async with upstream_process(args.replicas, args.seed) as upstream:
-            nowhere = f"http://127.0.0.1:{free_port()}"  # a replica that is down: connections refused
-            urls = [*upstream["replicas"], upstream["slammer"], nowhere]
-            async with proxy_process(proxy_config(urls, free_port()), workdir) as (proxy_url, pid, log_path):
-                before = memory_kib(pid)
-                load = Load(
-                    model=MODEL,
-                    concurrency=args.concurrency,
-                    duration=args.duration,
-                    requests=args.requests,
-                    leave_share=args.leave,
-                    answer_bound=ANSWER_BOUND,
-                    seed=args.seed,
-                )
-                started = time.monotonic()
-                outcomes, client_lag, slowest_health = await run_load(proxy_url, load)
-                seconds = time.monotonic() - started
-                left = await leftovers(proxy_url, upstream["replicas"][0])
-                after = memory_kib(pid)
-                served = await faults_served(upstream["replicas"][0])
-                problems = proxy_log_problems(log_path)
+    workdir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="soak-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    async with upstream_process(args.replicas, args.seed) as upstream:
+        nowhere = f"http://127.0.0.1:{free_port()}"  # a replica that is down: connections refused
+        urls = [*upstream["replicas"], upstream["slammer"], nowhere]
+        async with proxy_process(proxy_config(urls, free_port()), workdir) as (proxy_url, pid, log_path):
+            before = memory_kib(pid)
+            load = Load(
+                model=MODEL,
+                concurrency=args.concurrency,
+                duration=args.duration,
+                requests=args.requests,
+                leave_share=args.leave,
+                answer_bound=ANSWER_BOUND,
+                seed=args.seed,
+            )
+            started = time.monotonic()
+            outcomes, client_lag, slowest_health = await run_load(proxy_url, load)
+            seconds = time.monotonic() - started
+            left = await leftovers(proxy_url, upstream["replicas"][0])
+            after = memory_kib(pid)
+            served = await faults_served(upstream["replicas"][0])
+            problems = proxy_log_problems(log_path)
     sys.stdout.write(
         report(args, outcomes, seconds, (client_lag, slowest_health), (before, after), served, left, problems) + "\n"
     )
     failed = any(outcome.kind == BROKEN for outcome in outcomes) or left.leaked
+    if failed or problems or args.workdir:
+        sys.stdout.write(f"the proxy's config and log are in {workdir}\n")
+    else:
+        shutil.rmtree(workdir)
     return 1 if failed else 0
 
 
