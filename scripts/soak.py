@@ -66,6 +66,7 @@ ANSWER_BOUND = (
 UPSTREAM_GRACE = 1.0
 SETTLE_SECONDS = 10.0
 STARTUP_SECONDS = 30.0
+TCP_STATES = {"01": "ESTABLISHED", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "06": "TIME_WAIT", "08": "CLOSE_WAIT"}
 LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # how each record of the proxy's plain log starts
 
 
@@ -90,6 +91,24 @@ class Leftovers:
             or self.proxy_upstream_in_flight
             or self.proxy_queued
         )
+
+
+def proxy_socket(pid: int, port: int) -> str:
+    """Whether the proxy process still holds its end (local `port`) of a connection to the upstream: tells a
+    connection the proxy forgot to close from a close the upstream did not notice."""
+    states = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            states[fields[9]] = TCP_STATES.get(fields[3], fields[3])
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            held.add(os.readlink(fd))
+    for inode, state in states.items():
+        if f"socket:[{inode}]" in held:
+            return f"the proxy still holds its socket (port {port}, {state})"
+    return f"the proxy holds no socket on port {port} ({', '.join(states.values()) or 'none left'})"
 
 
 def free_port() -> int:
@@ -179,7 +198,7 @@ def proxy_config(urls: list[str], port: int) -> dict[str, Any]:
     }
 
 
-async def leftovers(proxy_url: str, upstream_url: str) -> Leftovers:
+async def leftovers(proxy_url: str, pid: int, upstream_url: str) -> Leftovers:
     """What is still open once the clients are gone: the upstream's requests are polled until they are all
     closed (or `SETTLE_SECONDS` pass), then the proxy's gauges are read."""
     started = time.monotonic()
@@ -187,7 +206,12 @@ async def leftovers(proxy_url: str, upstream_url: str) -> Leftovers:
         at_end: int | None = None
         while True:
             replicas = (await http.get(f"{upstream_url}/_soak/stats")).json()
-            still_open = [request for replica in replicas for request in replica["open_requests"]]
+            still_open = [
+                f"{request['fault']} {request['path']} open for {request['seconds']:.1f} s; "
+                + proxy_socket(pid, request["client_port"])
+                for replica in replicas
+                for request in replica["open_requests"]
+            ]
             open_requests = len(still_open)
             generations = sum(replica["in_flight"] for replica in replicas)
             at_end = open_requests if at_end is None else at_end
@@ -307,7 +331,7 @@ async def soak(args: argparse.Namespace) -> int:
             started = time.monotonic()
             outcomes, client_lag, slowest_health = await run_load(proxy_url, load)
             seconds = time.monotonic() - started
-            left = await leftovers(proxy_url, upstream["replicas"][0])
+            left = await leftovers(proxy_url, pid, upstream["replicas"][0])
             after = memory_kib(pid)
             served = await faults_served(upstream["replicas"][0])
             problems = proxy_log_problems(log_path)

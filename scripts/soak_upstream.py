@@ -106,7 +106,8 @@ class FaultyReplica:
         self._faults = faults()
         self._fakes = {fault.name: FakeTGI(**{"token_delay": TOKEN_DELAY, **fault.settings}) for fault in self._faults}
         self._rng = random.Random(seed)
-        self._open: dict[object, tuple[str, str, float]] = {}  # fault, path, start of each request not ended
+        # fault, path, the client's (the proxy's) port and the start of each request not ended yet
+        self._open: dict[object, tuple[str, str, int, float]] = {}
         self.served: Counter[str] = Counter()
 
     @property
@@ -117,7 +118,8 @@ class FaultyReplica:
         now = time.monotonic()
         return {
             "open_requests": [
-                f"{fault} {path} open for {now - start:.1f} s" for fault, path, start in self._open.values()
+                {"fault": fault, "path": path, "client_port": port, "seconds": now - start}
+                for fault, path, port, start in self._open.values()
             ],
             "in_flight": self.in_flight,
             "served": dict(self.served),
@@ -132,7 +134,8 @@ class FaultyReplica:
         fault = self._rng.choices(candidates, weights=[fault.weight for fault in candidates])[0]
         self.served[fault.name] += 1
         key = object()
-        self._open[key] = (fault.name, scope["path"], time.monotonic())
+        client_port = scope["client"][1] if scope.get("client") else 0
+        self._open[key] = (fault.name, scope["path"], client_port, time.monotonic())
         try:
             if fault.name == "abort_after_headers":
                 await _abort(scope, receive, send)
