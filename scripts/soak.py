@@ -1,14 +1,14 @@
 """Soak test (not run in CI): many concurrent streams through the real proxy to upstreams that misbehave.
 
     .venv/bin/python -m scripts.soak                      # about 75 s: 48 clients for 60 s, seed 1
-    .venv/bin/python -m scripts.soak --concurrency 96 --duration 300 --seed 7
+    .venv/bin/python -m scripts.soak --concurrency 96 --duration 300 --seed 7 --workdir /tmp/soak
 
 Starts the faulty fake upstream (`scripts/soak_upstream.py`: TGI replicas drawing a random fault per request,
 a replica that resets every connection, and an address where nothing listens) and the proxy
 (`python -m server`) with short deadlines, each in its own process; runs the load of `scripts/soak_client.py`;
 then prints how the answers ended, the error codes, the proxy's memory before and after, and what the
 upstream and the proxy still hold open once the clients are gone. Exits 1 if any answer was broken or
-anything was left open.
+anything was left open; the proxy's config and log are then kept (always, with --workdir).
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ UPSTREAM = {
     "max_queue": 8,
     "queue_timeout": 2.0,
 }
-# An answer may take the total timeout (which counts the wait for a slot) plus the proxy's own work.
 # The longest an answer may take: the deadlines a request can meet one after the other (fetching the
 # upstream's limits, the generation, then counting prompt tokens for `usage` when the upstream did not say),
 # plus a margin for the proxy's own work on a busy machine.
