@@ -249,7 +249,8 @@ async def _shutdown(
     # and let it finish before closing the generator.
     if not first.done():
         first.cancel()
-        await asyncio.gather(first, return_exceptions=True)
+    # Also when it is done: a first event that failed after the client left must still be retrieved.
+    await asyncio.gather(first, return_exceptions=True)
     for close in (events.aclose, merged.aclose):
         try:
             await close()

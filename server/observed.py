@@ -81,13 +81,15 @@ class _Observer:
             self._failed(exc)
             raise
         finally:
-            if waiting:
-                self._ended(request)
-            self._in_flight.dec()
-            self._metrics.upstream_duration.labels(self._model, "stream").observe(time.perf_counter() - started)
-            self._count(*tally.counts())
-            self._log("output", tally.text())
-            await _close(events)  # closing this iterator must close the upstream request
+            try:
+                await _close(events)  # closing this iterator must close the upstream request
+            finally:  # the call counts as in flight until its connection is closed
+                if waiting:
+                    self._ended(request)
+                self._in_flight.dec()
+                self._metrics.upstream_duration.labels(self._model, "stream").observe(time.perf_counter() - started)
+                self._count(*tally.counts())
+                self._log("output", tally.text())
 
     def _began(self, *, labels_request: bool = True) -> RequestContext | None:
         request = current_request.get()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from server.errors import (
 from server.schemas.tgi import GenerateParameters, StreamResponse
 from server.upstream import Gate, Relay, Upstream, connect
 from server.upstream.errors import from_tgi_error
+from server.upstream.http import close_response
 
 PARAMS: GenerateParameters = {"do_sample": False, "details": True, "max_new_tokens": 4}
 TOKEN = b'{"index":1,"token":{"id":1,"text":"a","logprob":-0.1,"special":false},"generated_text":null,"details":null}'
@@ -152,3 +154,36 @@ async def test_a_stale_pooled_connection_is_retried_once() -> None:
     refused = client_for(lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)))
     with pytest.raises(UpstreamError, match="cannot be reached"):
         await collect(refused)
+
+
+async def test_concurrent_requests_share_one_info_call() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, json={"max_total_tokens": 2048})
+
+    client = client_for(handler)
+    results = await asyncio.gather(*(client.limits() for _ in range(20)))
+    assert calls == ["/info"] and {limits.max_total_tokens for limits in results} == {2048}
+    await client.aclose()
+
+
+async def test_closing_a_response_finishes_even_when_cancelled_meanwhile() -> None:
+    closed = asyncio.Event()
+
+    class SlowToClose(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b""
+
+        async def aclose(self) -> None:
+            await asyncio.sleep(0.05)  # like a connection being shut down
+            closed.set()
+
+    response = httpx.Response(200, stream=SlowToClose())
+    closing = asyncio.ensure_future(close_response(response))
+    await asyncio.sleep(0.01)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert closed.is_set()

@@ -28,7 +28,7 @@ from server.upstream.replicas import Replica, ReplicaSet
 from server.upstream.sse import SSEDecoder
 from server.upstream.watchdog import Watchdog
 
-__all__ = ["ErrorReader", "Reply", "UpstreamHTTP"]
+__all__ = ["ErrorReader", "Reply", "UpstreamHTTP", "close_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +123,8 @@ class UpstreamHTTP:
                             watchdog.deadline = min(total_at, loop.time() + idle)
                             yield events
                 finally:
-                    await response.aclose()
                     self.replicas.release(replica)
+                    await close_response(response)
         finally:
             watchdog.close()
 
@@ -233,7 +233,7 @@ class UpstreamHTTP:
             )
         except BaseException as exc:
             if response is not None:
-                await response.aclose()
+                await close_response(response)
             if isinstance(exc, TimeoutError):
                 raise self._timeout(watchdog, None, first=True) from None
             if isinstance(exc, httpx.HTTPError):
@@ -273,3 +273,15 @@ class UpstreamHTTP:
         url = httpx.URL(replica.url)
         logger.warning("upstream %s://%s:%s failed: %s", url.scheme, url.host, url.port or "", type(exc).__name__)
         return from_transport_error(exc)
+
+
+async def close_response(response: httpx.Response) -> None:
+    """Close a streamed response, to the end even if this task is cancelled meanwhile (a client gone, a choice
+    stopped, a second cancellation while the first is handled): a close cut short leaves the upstream
+    connection open, and the upstream generating for nobody (seen in the soak test, scripts/soak.py)."""
+    closing = asyncio.ensure_future(response.aclose())
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        await asyncio.gather(closing, return_exceptions=True)  # finish the close, then let the cancel go on
+        raise

@@ -8,6 +8,7 @@ is how a client's disconnect reaches the model.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -59,6 +60,7 @@ class TGIClient:
         self._routes = routes
         self._limits: Limits | None = None
         self._limits_retry_at = 0.0
+        self._limits_fetch: asyncio.Future[Limits] | None = None
 
     async def generate(self, prompt: str, parameters: GenerateParameters) -> Generated:
         reply = await self._http.post(self._routes.generate, self._body(prompt, parameters, stream=False))
@@ -96,7 +98,13 @@ class TGIClient:
             return self._limits
         if self._routes.info is None or time.monotonic() < self._limits_retry_at:
             return Limits()
-        response = await self._http.get(self._routes.info)
+        # Requests that arrive together share one `/info` call; one that leaves does not cancel it for the rest.
+        if self._limits_fetch is None or self._limits_fetch.done():
+            self._limits_fetch = asyncio.ensure_future(self._fetch_limits(self._routes.info))
+        return await asyncio.shield(self._limits_fetch)
+
+    async def _fetch_limits(self, route: str) -> Limits:
+        response = await self._http.get(route)
         try:
             info: Info = response.json() if response is not None and response.status_code == 200 else {}
         except ValueError:
