@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Collection
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.context import RequestContext, current_request
@@ -49,7 +50,7 @@ class AccessMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"x-request-id"), "")
+        request_id = Headers(scope=scope).get("x-request-id", "")
         if not _CLIENT_REQUEST_ID.match(request_id):
             request_id = f"req_{secrets.token_hex(12)}"
         scope.setdefault("state", {})["request_id"] = request_id

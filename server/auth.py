@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Collection, Sequence
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import AuthenticationFailed, error_response
@@ -40,11 +41,10 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
     def _accepts(self, scope: Scope) -> bool:
-        header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-        scheme, _, key = header.partition(b" ")
-        if scheme.lower() != b"bearer":
+        scheme, _, key = Headers(scope=scope).get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
             return False
-        presented = _digest(key.strip())
+        presented = _digest(key.strip().encode("latin-1"))  # the header's own bytes
         matched = False
         for digest in self._digests:
             matched |= hmac.compare_digest(digest, presented)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Collection
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.config import ServerConfig
@@ -50,7 +51,7 @@ class HostAllowlistMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self._applies(scope):
-            host = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"host"), None)
+            host = Headers(scope=scope).get("host")
             if host is not None and not self._allows(_name(host)):
                 refusal = HostNotAllowed(
                     f"The Host header {host[:100]!r} is not allowed: this server answers for loopback names and "

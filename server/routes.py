@@ -27,7 +27,7 @@ from server.readiness import Readiness
 from server.relay import OnlyCall, RelayedChoices, relayed_response, upstream_body
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
 from server.sse_response import SSEResponse
-from server.translate import prompts_of, stop_list
+from server.translate import prompts_of, stop_list, wants_usage
 from server.upstream import Relay, Upstream
 from server.validation import parse_request
 
@@ -151,7 +151,7 @@ async def _relay(
         raw, model_id=model.config.upstream.model_id or model.name, defaults=model.config.defaults, stops=stops
     )
     path = "/v1/chat/completions" if chat else "/v1/completions"
-    include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+    include_usage = wants_usage(parsed)
     fmt: Format = (ChatFormat if chat else CompletionFormat)(model.name, include_usage=include_usage, top_logprobs=0)
     if not body.get("stream"):
         answer = await _until_disconnect(request, upstream.complete(path, body))

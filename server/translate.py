@@ -20,7 +20,7 @@ from server.schemas.openai import ChatCompletionRequest, CompletionRequest, Samp
 from server.schemas.tgi import GenerateParameters
 from server.upstream.base import Limits
 
-__all__ = ["Plan", "chat_plan", "completion_plan", "prompts_of", "stop_list", "with_defaults"]
+__all__ = ["Plan", "chat_plan", "completion_plan", "prompts_of", "stop_list", "wants_usage", "with_defaults"]
 
 RequestT = TypeVar("RequestT", bound=SamplingFields)
 
@@ -105,8 +105,13 @@ def prompts_of(request: CompletionRequest) -> list[str]:
     )
 
 
+def wants_usage(request: SamplingFields) -> bool:
+    """The client asked for the usage chunk at the end of its stream (`stream_options.include_usage`)."""
+    return bool(request.stream_options and request.stream_options.include_usage)
+
+
 def _plan(request: SamplingFields, parameters: GenerateParameters, stops: tuple[str, ...], top: int | None) -> Plan:
-    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    include_usage = wants_usage(request)
     if request.stream_options is not None and not request.stream:
         raise InvalidRequest(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"

@@ -111,13 +111,13 @@ class UpstreamHTTP:
                     yield first
                     while True:
                         try:
-                            chunk = await watchdog.wait(anext(chunks))
-                        except StopAsyncIteration:
-                            return
+                            chunk = await watchdog.wait(anext(chunks, None))
                         except TimeoutError:
                             raise self._timeout(watchdog, total_at, first=False) from None
                         except httpx.HTTPError as exc:
                             raise self._transport_error(replica, exc) from None
+                        if chunk is None:
+                            return
                         events = decoder.feed(chunk)
                         if events:
                             watchdog.deadline = min(total_at, loop.time() + idle)
@@ -218,11 +218,7 @@ class UpstreamHTTP:
                 raise self._status_failure(response)
             chunks = response.aiter_bytes()
             decoder = SSEDecoder()
-            while True:
-                try:
-                    chunk = await watchdog.wait(anext(chunks))
-                except StopAsyncIteration:
-                    break
+            while (chunk := await watchdog.wait(anext(chunks, None))) is not None:
                 events = decoder.feed(chunk)
                 if events:
                     return response, chunks, decoder, events
