@@ -1,14 +1,22 @@
-"""`hf-openai-proxy` and `python -m server`: parse flags, build settings at the edge, run uvicorn."""
+"""`hf-openai-proxy` and `python -m server`: parse flags, build settings at the edge, run uvicorn.
+
+With `--workers N` uvicorn's supervisor binds the socket once and starts N worker processes, each of which
+imports `worker_app` and builds its own app from the same flags (handed over in an environment variable, as
+only an import string crosses into a spawned worker). The proxy keeps no shared state, so nothing more is needed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from server import __version__
 from server.app import create_app
@@ -16,6 +24,8 @@ from server.config import ConfigError, load_settings
 from server.logs import configure_logging
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The flags a spawned worker builds its settings from: {"config": path, "overrides": {...}}.
+WORKER_ARGS_ENV = "HF_OPENAI_PROXY_WORKER_ARGS"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -29,6 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", type=str.lower, choices=LOG_LEVELS, help="debug, info, warning or error (any case)"
     )
+    parser.add_argument("--workers", type=worker_count, default=1, help="server processes sharing the port (default 1)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
@@ -38,15 +49,43 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"server": server} if server else {}
 
 
+def worker_count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    overrides = flag_overrides(args)
     try:
-        settings = load_settings(args.config, flag_overrides(args))
+        # Built here even with several workers, so a bad config stops the start before any worker is spawned.
+        settings = load_settings(args.config, overrides)
         configure_logging(settings.server)
-        app = create_app(settings)
+        app = create_app(settings) if args.workers == 1 else None
     except ConfigError as exc:
         sys.stderr.write(f"hf-openai-proxy: {exc}\n")
         raise SystemExit(2) from None
     server = settings.server
     # uvicorn's records go through the handler set up above; its access log is off, ours has one line a request.
-    uvicorn.run(app, host=server.host, port=server.port, log_level=server.log_level, log_config=None, access_log=False)
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "log_level": server.log_level,
+        "log_config": None,
+        "access_log": False,
+    }
+    if app is not None:
+        uvicorn.run(app, **options)
+        return
+    os.environ[WORKER_ARGS_ENV] = json.dumps({"config": str(args.config.resolve()), "overrides": overrides})
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=args.workers, **options)
+
+
+def worker_app() -> FastAPI:
+    """The app of one of several worker processes, from the flags `main` validated."""
+    handed = json.loads(os.environ[WORKER_ARGS_ENV])
+    settings = load_settings(Path(handed["config"]), handed["overrides"])
+    configure_logging(settings.server)
+    return create_app(settings)

@@ -3,6 +3,7 @@ YAML file with `${VAR}` interpolation, driven by `curl -N` and the OpenAI SDK ov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -43,6 +44,12 @@ def free_port() -> int:
 
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[tuple[str, FakeTGI]]:
+    with running_proxy(tmp_path) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_proxy(tmp_path: Path, *flags: str) -> Iterator[tuple[str, FakeTGI]]:
     fake = FakeTGI()
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
@@ -52,7 +59,7 @@ def proxy(tmp_path: Path) -> Iterator[tuple[str, FakeTGI]]:
     with LoopbackServer(fake.app) as upstream:
         env = {**os.environ, "TGI_URL": upstream.url}
         process = subprocess.Popen(
-            [*command, "--config", str(config), "--port", str(port), "--log-level", "WARNING"],
+            [*command, "--config", str(config), "--port", str(port), "--log-level", "WARNING", *flags],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -70,6 +77,7 @@ def proxy(tmp_path: Path) -> Iterator[tuple[str, FakeTGI]]:
                 process.kill()
                 pytest.fail(f"the proxy did not start: {process.communicate()[1].decode()}")
             yield url, fake
+            assert process.poll() is None, "the proxy exited while serving"
         finally:
             process.terminate()
             _, stderr = process.communicate(timeout=10)
@@ -101,3 +109,45 @@ def test_sdk_against_the_console_script(proxy: tuple[str, FakeTGI]) -> None:
         assert completion.choices[0].text == " 1."
     stops = fake.requests_to("/generate")[0].body["parameters"]["stop"]
     assert "</s>" in stops
+
+
+def test_workers_share_the_port(tmp_path: Path) -> None:
+    with running_proxy(tmp_path, "--workers", "2") as (url, fake):
+        supervisor = _listening_process(url)
+        workers = [pid for pid in _children(supervisor) if "spawn_main" in " ".join(_cmdline(Path(f"/proc/{pid}")))]
+        assert len(workers) == 2, _children(supervisor)
+        with openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
+            for _ in range(6):
+                stream = client.chat.completions.create(
+                    model="llama2", messages=[{"role": "user", "content": "x"}], stream=True
+                )
+                assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == " 1. "
+        assert len(fake.requests_to("/generate_stream")) == 6
+
+
+def _listening_process(url: str) -> int:
+    """The pid whose children are the workers: the one started by the test (uvicorn's supervisor)."""
+    port = int(url.rsplit(":", 1)[1])
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _cmdline(entry).count(str(port)) and "--workers" in _cmdline(entry):
+            return int(entry.name)
+    raise AssertionError("no process has the proxy's command line")
+
+
+def _cmdline(entry: Path) -> list[str]:
+    try:
+        return (entry / "cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            children.append(int(entry.name))
+    return children
