@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import anyio
 import httpx
+import pytest
 from starlette.types import Receive, Scope, Send
 
 from server.sse_response import DONE, SSEResponse
@@ -29,3 +32,30 @@ async def test_keepalive_never_follows_done() -> None:
     body = response.content
     assert body.startswith(b'data: {"a":1}\n\n') and b": ping" in body  # pings do flow mid-stream
     assert body.endswith(b"\n\n" + DONE)
+
+
+async def test_chunks_are_sent_without_a_cancel_scope_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-send timeout scope sse-starlette opens is skipped (it cost a quarter of a token's CPU); the
+    hook that does it must keep existing in the sse-starlette we install, or this fails."""
+    scopes = 0
+    real_move_on_after = anyio.move_on_after
+
+    def counting_move_on_after(*args: Any, **kwargs: Any) -> anyio.CancelScope:
+        nonlocal scopes
+        scopes += 1
+        return real_move_on_after(*args, **kwargs)
+
+    monkeypatch.setattr(anyio, "move_on_after", counting_move_on_after)  # as sse-starlette calls it
+
+    async def many() -> AsyncIterator[bytes]:
+        for index in range(50):
+            yield b'data: {"i":%d}\n\n' % index
+        yield DONE
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await SSEResponse(many(), ping_seconds=15)(scope, receive, send)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sse.test") as client:
+        response = await client.get("/")
+    assert response.content.count(b"data: ") == 51
+    assert scopes < 5
