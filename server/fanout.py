@@ -1,8 +1,7 @@
 """Run the upstream calls of `n > 1` choices (and of several prompts) concurrently.
 
 Streams are merged into one sequence of `(job, batch of events)` in arrival order, which is what interleaves
-choice indexes on the wire. One stream is iterated directly, with no task or queue, because that is the common case
-and the hot path. Closing the merge (the client left) cancels every upstream call at once.
+choice indexes on the wire. Closing the merge (the client left) cancels every upstream call at once.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Generic, Protocol, TypeVar
 
 from server.schemas.tgi import GenerateParameters
 
-__all__ = ["Job", "Keyed", "MergedStreams", "gather_or_cancel"]
+__all__ = ["Job", "Keyed", "MergedStreams", "Ready", "gather_or_cancel"]
 
 T = TypeVar("T")
 E = TypeVar("E")  # an upstream event: TGI's StreamResponse, or an OpenAI-style chunk
@@ -55,35 +54,48 @@ async def gather_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
 
 _DONE = object()
 
+Ready = list[tuple[J, list[E]]]
+
 
 class MergedStreams(Generic[J, E]):
+    """Every job's stream is read by a task of its own into one queue, also when there is a single job: events
+    that arrive in one upstream read are then taken out together and leave in one write. httpx hands a
+    chunked body over one HTTP chunk (one TGI event) at a time, so reading in the consumer's own task meant
+    a send per token, which cost more CPU than all the rest of a token's path (bench/RESULTS.md).
+
+    The queue has no bound: reading on while a slow client catches up holds at most one answer's events
+    (`max_tokens` of them), and TGI generates at its own pace whether or not it is read."""
+
     def __init__(self, jobs: Sequence[J], open_stream: Callable[[J], AsyncIterator[list[E]]]) -> None:
         self._jobs = jobs
         self._open = open_stream
-        self._single: AsyncIterator[list[E]] | None = None
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.closed = False  # set by the owner once it has started closing
         self._queue: asyncio.Queue[tuple[J, list[E] | BaseException | object]] = asyncio.Queue()
 
-    async def events(self) -> AsyncGenerator[tuple[J, list[E]], None]:
-        """The merged events; call `aclose` when done, also after an early exit."""
-        if len(self._jobs) == 1:
-            job = self._jobs[0]
-            self._single = self._open(job)
-            async for event in self._single:
-                yield job, event
-            return
+    async def events(self) -> AsyncGenerator[Ready[J, E], None]:
+        """What has arrived since the last step, in arrival order: `(job, batch)` pairs, at least one per
+        step. Call `aclose` when done, also after an early exit."""
         for job in self._jobs:
             self._tasks[job.index] = asyncio.create_task(self._pump(job))
         remaining = len(self._jobs)
+        queue = self._queue
         while remaining:
-            job, item = await self._queue.get()
-            if item is _DONE:
-                remaining -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield job, item  # type: ignore[misc]
+            arrived = [await queue.get()]
+            while not queue.empty():
+                arrived.append(queue.get_nowait())
+            ready: Ready[J, E] = []
+            for job, item in arrived:
+                if item is _DONE:
+                    remaining -= 1
+                elif isinstance(item, BaseException):
+                    if ready:  # what came before the failure still reaches the client
+                        yield ready
+                    raise item
+                else:
+                    ready.append((job, item))  # type: ignore[arg-type]
+            if ready:
+                yield ready
 
     def stop(self, job: J) -> None:
         """This choice is complete (the proxy found its stop): cancel its upstream call."""
@@ -92,8 +104,6 @@ class MergedStreams(Generic[J, E]):
             task.cancel()
 
     async def aclose(self) -> None:
-        if self._single is not None:
-            await self._single.aclose()  # type: ignore[attr-defined]
         for task in self._tasks.values():
             task.cancel()
         if self._tasks:

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 
 from server.choice import ChoiceState, TokenLogprob
 from server.errors import ProxyError
-from server.fanout import Job, Keyed, MergedStreams, gather_or_cancel
+from server.fanout import Job, Keyed, MergedStreams, Ready, gather_or_cancel
 from server.formats import ChoiceResult, Format, Usage
 from server.schemas.tgi import StreamDetails, StreamResponse
 from server.sse_response import DONE
@@ -126,7 +126,7 @@ async def open_stream(
     bytes while the model works.
     """
     events = merged.events()
-    first = asyncio.ensure_future(anext(events))
+    first: asyncio.Future[Ready[J, E]] = asyncio.ensure_future(anext(events))
     try:
         done, _ = await asyncio.wait({first}, timeout=first_event_timeout)
         if done:
@@ -139,8 +139,8 @@ async def open_stream(
 
 async def _render(
     merged: MergedStreams[J, E],
-    events: AsyncGenerator[tuple[J, list[E]], None],
-    first: asyncio.Future[tuple[J, list[E]]],
+    events: AsyncGenerator[Ready[J, E], None],
+    first: asyncio.Future[Ready[J, E]],
     consumer: Consumer[J, E],
     prelude: bytes,
 ) -> AsyncIterator[bytes]:
@@ -152,19 +152,18 @@ async def _render(
         # Not `await first`: a cancelled awaiter would re-cancel `first` on every anyio retry, cutting short
         # httpx's own cleanup and leaking the upstream connection. `wait` keeps the two apart.
         await asyncio.wait({first})
-        item: tuple[J, list[E]] | None = first.result()
-        while item is not None:
-            key, batch = item
+        ready: Ready[J, E] | None = first.result()
+        while ready is not None:
             # Events that arrived together leave together: one write instead of one per token.
             out: list[bytes] = []
-            finished = consumer.take(key, batch, out)
+            for key, batch in ready:
+                if consumer.take(key, batch, out):
+                    merged.stop(key)
             if out:
                 yield b"".join(out)
-            if finished:
-                if consumer.open_choices == 0:
-                    break
-                merged.stop(key)
-            item = await anext(events, None)
+            if consumer.open_choices == 0:
+                break
+            ready = await anext(events, None)
         if consumer.open_choices:
             # the stream ended without a final event for some choice: the upstream misbehaved
             raise ProxyError("The upstream stream ended before every choice finished.")
@@ -228,8 +227,8 @@ class _Tally:
 
 async def _close(
     merged: MergedStreams[J, E],
-    events: AsyncGenerator[tuple[J, list[E]], None],
-    first: asyncio.Future[tuple[J, list[E]]],
+    events: AsyncGenerator[Ready[J, E], None],
+    first: asyncio.Future[Ready[J, E]],
 ) -> None:
     """Stop every upstream call, in a task of its own: sse-starlette cancels a departed client's stream
     through an anyio cancel scope, which re-cancels every await of ours, and the upstream connections must
@@ -242,8 +241,8 @@ async def _close(
 
 async def _shutdown(
     merged: MergedStreams[J, E],
-    events: AsyncGenerator[tuple[J, list[E]], None],
-    first: asyncio.Future[tuple[J, list[E]]],
+    events: AsyncGenerator[Ready[J, E], None],
+    first: asyncio.Future[Ready[J, E]],
 ) -> None:
     # The first event may still be awaited by its own task, which is then running the generator: cancel it
     # and let it finish before closing the generator.
