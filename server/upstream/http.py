@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -26,6 +27,7 @@ from server.upstream.backoff import Backoff
 from server.upstream.errors import from_transport_error
 from server.upstream.replicas import Replica, ReplicaSet
 from server.upstream.sse import SSEDecoder
+from server.upstream.transport import LeanTransport
 from server.upstream.watchdog import Watchdog
 
 __all__ = ["ErrorReader", "Reply", "UpstreamHTTP", "close_response"]
@@ -71,6 +73,7 @@ class UpstreamHTTP:
         self._client = httpx.AsyncClient(
             headers=sent_headers,
             transport=transport,
+            mounts=None if transport is not None else _lean_mounts(config.max_connections),
             timeout=httpx.Timeout(None, connect=config.connect_timeout, write=config.connect_timeout),
             limits=httpx.Limits(
                 max_connections=config.max_connections, max_keepalive_connections=config.max_connections
@@ -269,6 +272,15 @@ class UpstreamHTTP:
         url = httpx.URL(replica.url)
         logger.warning("upstream %s://%s:%s failed: %s", url.scheme, url.host, url.port or "", type(exc).__name__)
         return from_transport_error(exc)
+
+
+def _lean_mounts(max_connections: int) -> dict[str, httpx.AsyncBaseTransport]:
+    """Plain-HTTP upstreams go through `LeanTransport`, unless the environment sends HTTP through a proxy
+    (HTTP_PROXY, ALL_PROXY), which httpx's own transport knows how to use."""
+    proxies = urllib.request.getproxies()
+    if "http" in proxies or "all" in proxies:
+        return {}
+    return {"http://": LeanTransport(max_connections=max_connections)}
 
 
 async def close_response(response: httpx.Response) -> None:
