@@ -156,9 +156,6 @@ def _children(pid: int) -> list[int]:
 def test_the_heap_is_settled_before_serving() -> None:
     """`settle_heap` (run by `main` and by each worker) hides long-lived objects from the cycle collector;
     in a child process, as it changes the whole interpreter."""
-    probe = (
-        "import gc; from server.cli import settle_heap; settle_heap(); print(gc.get_freeze_count(), gc.get_threshold())"
-    )
+    probe = "import gc; from server.cli import settle_heap; settle_heap(); print(gc.get_freeze_count())"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
-    frozen, threshold = result.stdout.split(" ", 1)
-    assert int(frozen) > 10_000 and threshold.strip() == "(10000, 10, 10)"
+    assert int(result.stdout) > 10_000
