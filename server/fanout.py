@@ -55,6 +55,7 @@ async def gather_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
 _DONE = object()
 
 Ready = list[tuple[J, list[E]]]
+_Item = tuple[J, list[E] | BaseException | object]  # a batch of events, a failure, or `_DONE`
 
 
 class MergedStreams(Generic[J, E]):
@@ -71,17 +72,31 @@ class MergedStreams(Generic[J, E]):
         self._open = open_stream
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.closed = False  # set by the owner once it has started closing
-        self._queue: asyncio.Queue[tuple[J, list[E] | BaseException | object]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item[J, E]] = asyncio.Queue()
+        self._held: _Item[J, E] | None = None  # taken by `arrived`, handed on first by `events`
+
+    async def arrived(self, timeout: float) -> bool:
+        """Start every upstream call, and wait up to `timeout` for the first thing any of them hands over
+        (events, its end or its failure); False if nothing came in time."""
+        for job in self._jobs:
+            self._tasks[job.index] = asyncio.create_task(self._pump(job))
+        try:
+            async with asyncio.timeout(timeout):
+                self._held = await self._queue.get()  # cancelling a queue's get loses nothing
+        except TimeoutError:
+            return False
+        return True
 
     async def events(self) -> AsyncGenerator[Ready[J, E], None]:
         """What has arrived since the last step, in arrival order: `(job, batch)` pairs, at least one per
-        step. Call `aclose` when done, also after an early exit."""
-        for job in self._jobs:
-            self._tasks[job.index] = asyncio.create_task(self._pump(job))
+        step. `arrived` first; `aclose` when done, also after an early exit."""
         remaining = len(self._jobs)
         queue = self._queue
         while remaining:
-            arrived = [await queue.get()]
+            if self._held is not None:
+                arrived, self._held = [self._held], None
+            else:
+                arrived = [await queue.get()]
             while not queue.empty():
                 arrived.append(queue.get_nowait())
             ready: Ready[J, E] = []

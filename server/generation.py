@@ -126,33 +126,31 @@ async def open_stream(
     bytes while the model works.
     """
     events = merged.events()
-    first: asyncio.Future[Ready[J, E]] = asyncio.ensure_future(anext(events))
     try:
-        done, _ = await asyncio.wait({first}, timeout=first_event_timeout)
-        if done:
-            first.result()  # raises the upstream's error before any byte is sent
+        slow = not await merged.arrived(first_event_timeout)
+        # Something arrived: taking it does not wait, and an upstream error raises here, before any byte is sent.
+        ready = None if slow else await anext(events, None)
     except BaseException:
-        await _close(merged, events, first)
+        await _close(merged, events)
         raise
-    return _render(merged, events, first, consumer, prelude)
+    return _render(merged, events, ready, slow, consumer, prelude)
 
 
 async def _render(
     merged: MergedStreams[J, E],
     events: AsyncGenerator[Ready[J, E], None],
-    first: asyncio.Future[Ready[J, E]],
+    ready: Ready[J, E] | None,
+    slow: bool,
     consumer: Consumer[J, E],
     prelude: bytes,
 ) -> AsyncIterator[bytes]:
     try:
-        if not first.done():
+        if slow:
             yield PING
         if prelude:
             yield prelude
-        # Not `await first`: a cancelled awaiter would re-cancel `first` on every anyio retry, cutting short
-        # httpx's own cleanup and leaking the upstream connection. `wait` keeps the two apart.
-        await asyncio.wait({first})
-        ready: Ready[J, E] | None = first.result()
+        if slow:
+            ready = await anext(events, None)
         while ready is not None:
             # Events that arrived together leave together: one write instead of one per token.
             out: list[bytes] = []
@@ -170,13 +168,13 @@ async def _render(
         # Everything that awaits happens before the last bytes: while this generator awaits, sse-starlette
         # may send a keep-alive comment, and nothing may follow `data: [DONE]`.
         last = await consumer.tail()
-        await _close(merged, events, first)
+        await _close(merged, events)
         yield last + DONE
     except Exception as exc:  # after the first byte, every failure is reported in-band
-        await _close(merged, events, first)
+        await _close(merged, events)
         yield error_event(exc) + DONE
     finally:
-        await _close(merged, events, first)
+        await _close(merged, events)
 
 
 class _Tally:
@@ -225,31 +223,17 @@ class _Tally:
         return self._fmt.usage(Usage(prompt_tokens, self.completion_tokens))
 
 
-async def _close(
-    merged: MergedStreams[J, E],
-    events: AsyncGenerator[Ready[J, E], None],
-    first: asyncio.Future[Ready[J, E]],
-) -> None:
+async def _close(merged: MergedStreams[J, E], events: AsyncGenerator[Ready[J, E], None]) -> None:
     """Stop every upstream call, in a task of its own: sse-starlette cancels a departed client's stream
     through an anyio cancel scope, which re-cancels every await of ours, and the upstream connections must
     still be closed properly. Closing twice does nothing, without awaiting."""
     if merged.closed:
         return
     merged.closed = True
-    await asyncio.shield(asyncio.ensure_future(_shutdown(merged, events, first)))
+    await asyncio.shield(asyncio.ensure_future(_shutdown(merged, events)))
 
 
-async def _shutdown(
-    merged: MergedStreams[J, E],
-    events: AsyncGenerator[Ready[J, E], None],
-    first: asyncio.Future[Ready[J, E]],
-) -> None:
-    # The first event may still be awaited by its own task, which is then running the generator: cancel it
-    # and let it finish before closing the generator.
-    if not first.done():
-        first.cancel()
-    # Also when it is done: a first event that failed after the client left must still be retrieved.
-    await asyncio.gather(first, return_exceptions=True)
+async def _shutdown(merged: MergedStreams[J, E], events: AsyncGenerator[Ready[J, E], None]) -> None:
     for close in (events.aclose, merged.aclose):
         try:
             await close()

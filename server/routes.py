@@ -119,20 +119,22 @@ async def _serve(
     parsed = parse_request(raw, schema)
     model = _registry(request).get(parsed.model)
     upstream = model.upstream
+    ping_seconds = settings.server.ping_seconds
+
+    async def answer(upstream: Upstream) -> Response:
+        work = await plan_work(parsed, model, upstream)
+        if work.plan.stream:
+            body = await stream_jobs(upstream, work.jobs, work.plan, work.fmt, first_event_timeout=ping_seconds)
+            return SSEResponse(body, ping_seconds=ping_seconds)
+        choices, usage = await complete(upstream, work.jobs, work.plan)
+        return JSONBody(work.fmt.response(choices, usage))
+
     try:
         if isinstance(upstream, Relay):
             return await _relay(request, upstream, model, parsed, orjson.loads(raw), chat=chat)
-        work = await _until_disconnect(request, plan_work(parsed, model, upstream))
-        if work.plan.stream:
-            body = await _until_disconnect(
-                request,
-                stream_jobs(upstream, work.jobs, work.plan, work.fmt, first_event_timeout=settings.server.ping_seconds),
-            )
-            return SSEResponse(body, ping_seconds=settings.server.ping_seconds)
-        choices, usage = await _until_disconnect(request, complete(upstream, work.jobs, work.plan))
+        return await _until_disconnect(request, answer(upstream))
     except ProxyError as exc:
         raise in_openai_terms(exc, chat=chat) from None
-    return JSONBody(work.fmt.response(choices, usage))
 
 
 async def _relay(

@@ -24,6 +24,7 @@ async def test_batches_that_arrive_together_are_taken_together() -> None:
         yield ["d"]
 
     merged = MergedStreams([job(0)], stream)
+    assert await merged.arrived(5)
     events = merged.events()
     first = await anext(events)
     assert [batch for _, batch in first] == [["a"], ["b"], ["c"]]
@@ -40,6 +41,7 @@ async def test_streams_interleave_in_arrival_order_and_end_when_all_end() -> Non
             yield [f"{this.index}.{step}"]
 
     merged = MergedStreams([job(0), job(1)], stream)
+    assert await merged.arrived(5)
     seen = [batch[0] async for ready in merged.events() for _, batch in ready]
     assert sorted(seen) == ["0.0", "0.1", "1.0", "1.1"] and seen[0] == "0.0"
     await merged.aclose()
@@ -51,6 +53,7 @@ async def test_a_failure_comes_after_the_batches_read_before_it() -> None:
         raise RuntimeError("cut")
 
     merged = MergedStreams([job(0)], stream)
+    assert await merged.arrived(5)
     events = merged.events()
     assert [batch for _, batch in await anext(events)] == [["a"]]
     with pytest.raises(RuntimeError, match="cut"):
@@ -71,8 +74,20 @@ async def test_closing_cancels_every_upstream_call() -> None:
             raise
 
     merged = MergedStreams([job(0), job(1)], stream)
+    assert await merged.arrived(5)
     events = merged.events()
     await anext(events)
     await events.aclose()
     await merged.aclose()
     assert sorted(cancelled) == [0, 1]
+
+
+async def test_arrived_says_when_nothing_came_in_time_and_the_events_still_follow() -> None:
+    async def slow(_: Job) -> AsyncIterator[list[str]]:
+        await asyncio.sleep(0.2)
+        yield ["late"]
+
+    merged = MergedStreams([job(0)], slow)
+    assert not await merged.arrived(0.01)
+    assert [batch async for ready in merged.events() for _, batch in ready] == [["late"]]
+    await merged.aclose()
