@@ -144,21 +144,23 @@ async def _render(
     consumer: Consumer[J, E],
     prelude: bytes,
 ) -> AsyncIterator[bytes]:
+    head = b""  # the role chunks, when they can leave together with the first tokens (one write, not two)
     try:
         if slow:
-            yield PING
-        if prelude:
-            yield prelude
-        if slow:
+            yield PING + prelude  # the role chunks go at once: the client sees its answer has begun
             ready = await anext(events, None)
+        else:
+            head = prelude
         while ready is not None:
             # Events that arrived together leave together: one write instead of one per token.
-            out: list[bytes] = []
+            out: list[bytes] = [head]
+            head = b""
             for key, batch in ready:
                 if consumer.take(key, batch, out):
                     merged.stop(key)
-            if out:
-                yield b"".join(out)
+            chunk = b"".join(out)
+            if chunk:
+                yield chunk
             if consumer.open_choices == 0:
                 break
             ready = await anext(events, None)
@@ -169,10 +171,10 @@ async def _render(
         # may send a keep-alive comment, and nothing may follow `data: [DONE]`.
         last = await consumer.tail()
         await _close(merged, events)
-        yield last + DONE
+        yield head + last + DONE
     except Exception as exc:  # after the first byte, every failure is reported in-band
         await _close(merged, events)
-        yield error_event(exc) + DONE
+        yield head + error_event(exc) + DONE
     finally:
         await _close(merged, events)
 
