@@ -8,7 +8,7 @@ asyncio protocol (cheap, so the generator is not what is measured), and counted:
 - tokens: events that carry text (native TGI: every token event; OpenAI chunks: a non-empty `content`);
 - time to first token: from writing the request to receiving the first event with a token;
 - errors: a status other than 200, a stream without its end (`data: [DONE]` for OpenAI streams, the event with
-  `generated_text` for TGI), a connection that fails.
+  `generated_text` for TGI), a connection that fails, an answer not complete after `--timeout` seconds.
 One JSON object goes to stdout.
 """
 
@@ -84,6 +84,7 @@ class Workload:
     seconds: float
     requests: int  # per connection; 0: as many as fit in `seconds`
     stagger: float = 0.0  # seconds over which the connections' first requests are spread
+    timeout: float = 120.0  # a request still unanswered after this is an error, and its connection is closed
 
     def request_bytes(self) -> bytes:
         return (
@@ -157,6 +158,8 @@ class _Client(asyncio.Protocol):
         self._pending, self._first, self._ended, self._body = b"", True, False, []
         self._started = time.perf_counter()
         self._transport.write(self._workload.request_bytes())
+        await asyncio.wait({self._done}, timeout=self._workload.timeout)
+        self._finish("timeout")  # does nothing if it finished in time
         await self._done
 
     def _finish(self, error: str | None) -> None:
@@ -224,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="send no new request after this")
     parser.add_argument("--requests", type=int, default=0, help="per connection (0: until --seconds)")
     parser.add_argument("--stagger", type=float, default=0.0, help="spread the first requests over S seconds")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a request may take")
     args = parser.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1000 held streams need more than 1024 files
@@ -238,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.seconds,
         args.requests,
         args.stagger,
+        args.timeout,
     )
     outcome: list[Outcome] = []
 

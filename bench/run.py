@@ -50,6 +50,7 @@ class Sizes:
     held_streams: int = 1000
     held_tokens: int = 64
     held_delay_ms: int = 50
+    held_timeout: float = 60.0  # an answer takes 64 × 50 ms = 3.2 s; one still open after a minute is an error
     whole_tokens: int = 32
 
 
@@ -99,7 +100,7 @@ def measure(running: Running, fake_pid: int, sizes: Sizes) -> dict[str, Any]:
     with PeakRSS(pid or fake_pid) as peak:
         held = load(
             port, api, concurrency=sizes.held_streams, tokens=sizes.held_tokens, seconds=0, requests=1,
-            delay_ms=sizes.held_delay_ms,
+            delay_ms=sizes.held_delay_ms, timeout=sizes.held_timeout,
         )  # fmt: skip
     figures["held"] = held
     figures["held_errors"] = held["errors"]
