@@ -15,11 +15,12 @@ import argparse
 import asyncio
 import re
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import httptools
 import orjson
 
+from bench.protocol import HTTPProtocol
 from bench.runner import run
 from bench.wire import MODEL, Answers, Stream, recorded_tokens
 
@@ -54,24 +55,14 @@ class FakeTGI:
         return _Connection(self)
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(HTTPProtocol[httptools.HttpRequestParser]):
     def __init__(self, fake: FakeTGI) -> None:
+        super().__init__(httptools.HttpRequestParser(self))
         self._fake = fake
-        self._parser = httptools.HttpRequestParser(self)
-        self._transport: asyncio.Transport | None = None
         self._url = b""
         self._body: list[bytes] = []
         self._timer: asyncio.Handle | None = None
         self._delay = fake.delay
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         del exc  # however it ended
@@ -87,7 +78,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         url, self._url = self._url, b""
         body, self._body = b"".join(self._body), []
-        method = self._parser.get_method()
+        method = self.parser.get_method()
         if method == b"GET":
             self._write(_json(INFO) if url == b"/info" else b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
             return
@@ -134,12 +125,8 @@ class _Connection(asyncio.Protocol):
         self._next(chunks, position + 1)
 
     def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
-
-    def _close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
 
 def _tokens(fields: dict[str, Any], name: str) -> int:

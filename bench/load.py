@@ -23,12 +23,12 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import cast
 
 import httptools
 import orjson
 
 from bench.litellm import KEY
+from bench.protocol import HTTPProtocol
 from bench.runner import run
 
 __all__ = ["Outcome", "main"]
@@ -94,14 +94,13 @@ class Workload:
         )
 
 
-class _Client(asyncio.Protocol):
+class _Client(HTTPProtocol[httptools.HttpResponseParser]):
     """One keep-alive connection; `exchange` sends a request and reads its response."""
 
     def __init__(self, workload: Workload, outcome: Outcome) -> None:
+        super().__init__(httptools.HttpResponseParser(self))
         self._workload = workload
         self._outcome = outcome
-        self._transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
         self._done: asyncio.Future[None] | None = None
         self._pending = b""
         self._started = 0.0
@@ -109,14 +108,8 @@ class _Client(asyncio.Protocol):
         self._ended = False
         self._body: list[bytes] = []
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._finish("malformed response")
+    def malformed(self) -> None:
+        self._finish("malformed response")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish(f"connection lost ({type(exc).__name__ if exc else 'closed'})")
@@ -144,8 +137,8 @@ class _Client(asyncio.Protocol):
             self._outcome.tokens += tokens
 
     def on_message_complete(self) -> None:
-        if self._parser.get_status_code() != 200:
-            self._finish(f"status {self._parser.get_status_code()}")
+        if self.parser.get_status_code() != 200:
+            self._finish(f"status {self.parser.get_status_code()}")
             return
         if not self._workload.stream:  # a whole answer: counted as a request, its tokens were not streamed
             whole = b"".join(self._body)
@@ -153,11 +146,11 @@ class _Client(asyncio.Protocol):
         self._finish(None if self._ended else "answer without its end")
 
     async def exchange(self) -> None:
-        assert self._transport is not None
+        assert self.transport is not None
         self._done = asyncio.get_running_loop().create_future()
         self._pending, self._first, self._ended, self._body = b"", True, False, []
         self._started = time.perf_counter()
-        self._transport.write(self._workload.request_bytes())
+        self.transport.write(self._workload.request_bytes())
         await asyncio.wait({self._done}, timeout=self._workload.timeout)
         self._finish("timeout")  # does nothing if it finished in time
         await self._done
@@ -168,9 +161,9 @@ class _Client(asyncio.Protocol):
         self._outcome.requests += 1
         if error is not None:
             self._outcome.failed(error)
-            self._parser = httptools.HttpResponseParser(self)
-            if self._transport is not None:
-                self._transport.close()
+            self.parser = httptools.HttpResponseParser(self)
+            if self.transport is not None:
+                self.transport.close()
             self._done.set_exception(ConnectionError(error))
         else:
             self._done.set_result(None)

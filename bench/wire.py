@@ -110,11 +110,7 @@ class Answers:
         for index in range(n):
             last = index == n - 1
             event = {
-                "object": "chat.completion.chunk",
-                "id": "",
-                "created": self._created,
-                "model": MODEL,
-                "system_fingerprint": "3.0.1-native",
+                **self._chat_fields("chat.completion.chunk"),
                 "choices": [
                     {
                         "index": 0,
@@ -132,11 +128,7 @@ class Answers:
     def _chat_whole(self, n: int) -> bytes:
         body = orjson.dumps(
             {
-                "object": "chat.completion",
-                "id": "",
-                "created": self._created,
-                "model": MODEL,
-                "system_fingerprint": "3.0.1-native",
+                **self._chat_fields("chat.completion"),
                 "choices": [
                     {
                         "index": 0,
@@ -149,6 +141,16 @@ class Answers:
             }
         )
         return _json_head(len(body)) + body
+
+    def _chat_fields(self, object_name: str) -> dict[str, Any]:
+        """What TGI 3 puts before `choices` in its OpenAI-style answers (its `id` is empty)."""
+        return {
+            "object": object_name,
+            "id": "",
+            "created": self._created,
+            "model": MODEL,
+            "system_fingerprint": "3.0.1-native",
+        }
 
     def _text(self, n: int) -> str:
         return "".join(self.token(index)["text"] for index in range(n))
