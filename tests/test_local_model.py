@@ -6,6 +6,7 @@ streamed answer must equal the whole one token for token. Generations are kept t
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,6 +59,16 @@ def test_models_and_ready_say_the_model_is_loaded(local: Local) -> None:
     assert ready.json() == {"status": "ready", "models": {MODEL: "loaded"}}
     with local.sdk() as sdk:
         assert sdk.models.retrieve(MODEL).id == MODEL
+
+
+def test_generation_uses_no_deprecated_transformers_api(local: Local, caplog: pytest.LogCaptureFixture) -> None:
+    """transformers 5 renamed the KV cache keyword (`past_key_values` -> `cache`, the old name removed in 5.40).
+    A deprecated call raises a FutureWarning (an error under this suite's `filterwarnings`, so a 500) and also
+    logs a warning once per process; this is the module's first generation, so that log would be seen here."""
+    with caplog.at_level(logging.WARNING, logger="transformers"), local.sdk() as sdk:
+        completion = sdk.completions.create(model=MODEL, prompt=COUNTING, max_tokens=4, temperature=0)
+    assert completion.choices[0].text
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("transformers")] == []
 
 
 def test_chat_streamed_equals_whole_at_temperature_0(local: Local) -> None:

@@ -54,6 +54,7 @@ class Generation:
 
     def steps(self) -> Generator[StreamResponse, None, None]:
         import torch
+        import transformers
 
         loaded, parameters = self._loaded, self._parameters
         model, tokenizer = loaded.model, loaded.tokenizer
@@ -70,8 +71,12 @@ class Generation:
 
         ids = torch.tensor([prompt_ids], device=loaded.device)
         want_prefill = bool(parameters.get("decoder_input_details"))
+        # One KV cache for the whole generation, filled in place by every forward pass. transformers 5.x renamed
+        # the forward keyword `past_key_values` to `cache` (the old name warns, and goes in 5.40), so the cache
+        # is passed under the name this release's `forward` declares (`LoadedModel.cache_keyword`).
+        cache = {loaded.cache_keyword: transformers.DynamicCache(config=model.config)}
         # Logits for every prompt position only when their logprobs are asked for (0 keeps all).
-        output = model(input_ids=ids, use_cache=True, logits_to_keep=0 if want_prefill else 1)
+        output = model(input_ids=ids, use_cache=True, logits_to_keep=0 if want_prefill else 1, **cache)
         if want_prefill:
             self.prefill = self._prefill(prompt_ids, output.logits[0])
         history = list(prompt_ids)
@@ -111,7 +116,7 @@ class Generation:
                 return
             yield event
             step = torch.tensor([[token_id]], device=loaded.device)
-            output = model(input_ids=step, past_key_values=output.past_key_values, use_cache=True)
+            output = model(input_ids=step, use_cache=True, **cache)
 
     def _budget(self, prompt_tokens: int) -> int:
         """`max_new_tokens`, checked against the context as TGI's router does; none given: what the context leaves."""

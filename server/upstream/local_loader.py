@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import logging
 import os
 import shutil
@@ -52,6 +53,7 @@ class LoadedModel:
     chat_template: str | None
     bos_token: str | None
     eos_token: str | None
+    cache_keyword: str  # the forward keyword for the KV cache: `cache` (transformers 5.x), `past_key_values` before
 
 
 def missing_requirements() -> list[str]:
@@ -133,7 +135,15 @@ def load_model(config: LocalModelConfig) -> LoadedModel:
         chat_template=tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None,
         bos_token=tokenizer.bos_token,
         eos_token=tokenizer.eos_token,
+        cache_keyword=_cache_keyword(model),
     )
+
+
+def _cache_keyword(model: Any) -> str:
+    """transformers 5.x names the KV cache `cache` in `forward` and deprecates `past_key_values`; releases before
+    know only `past_key_values`. Read off the signature once, at load, rather than guessed from a version number."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _cores() -> int:
