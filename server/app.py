@@ -44,7 +44,7 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
     for model in registry:
         metrics.queued.labels(model.name).set_function(partial(_waiting, model.gate))
 
-    readiness = Readiness(registry, interval=settings.server.ready_interval)
+    readiness = Readiness(registry, interval=settings.server.ready_interval, ready_when=settings.server.ready_when)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

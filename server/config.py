@@ -126,6 +126,10 @@ class ModelConfig(_Section):
         return self
 
 
+# `server.ready_when`: `any`, `all`, or the names of the models that must serve (`server.readiness`).
+ReadyWhen = Literal["any", "all"] | Annotated[list[str], Field(min_length=1)]
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -146,6 +150,10 @@ class ServerConfig(_Section):
     access_log: bool = True
     log_prompts: bool = False  # prompts and upstream outputs in the log: for debugging only
     ready_interval: Seconds = 5.0  # how often upstream health is checked in the background for `/ready`
+    # Which models must be able to serve for `/ready` to answer 200: `any` (one is enough), `all`, or a list of
+    # model names. `any` by default: replicas of the proxy share their upstreams, so one dead upstream taking
+    # every replica out of the load balancer would turn a one-model outage into an outage of all of them.
+    ready_when: ReadyWhen = "any"
 
     @field_validator("api_keys")
     @classmethod
@@ -172,6 +180,15 @@ class Settings(BaseSettings):
                 if name in seen:
                     raise ValueError(f"model name or alias {name!r} is used twice")
                 seen.add(name)
+        return self
+
+    @model_validator(mode="after")
+    def _ready_when_names_models(self) -> Settings:
+        if isinstance(self.server.ready_when, list):
+            known = {name for model in self.models for name in (model.name, *model.aliases)}
+            unknown = [name for name in self.server.ready_when if name not in known]
+            if unknown:
+                raise ValueError(f"`server.ready_when` names {', '.join(map(repr, unknown))}, not a configured model")
         return self
 
     @field_validator("server")

@@ -1,12 +1,14 @@
-"""`GET /ready`: each model's upstream health, checked in the background so the endpoint never waits.
+"""`GET /ready`: whether this instance can serve, from each model's upstream health checked in the background.
 
 A load balancer polls `/ready` often and expects an instant answer; checking upstreams inline would make it
 as slow as the slowest upstream, and a dead one would hold every probe for its connect timeout. Instead a task
 checks every model's upstream each `server.ready_interval` seconds (TGI `/health` on every replica, which also
-rests or wakes replicas for the balancer) and `/ready` reports the last result. The server starts accepting
-requests once the first round has finished (or after 2 s); until then the answer would be 503 `starting`.
-`/health` stays liveness only.
-"""
+rests or wakes replicas for the balancer) and `/ready` reports the last result at once. A model held in this
+process (kind `local`) reports its own state (`loading`, `loaded`, `unavailable`) as it is now. The server starts
+accepting requests once the first round has finished (or after 2 s). `/health` stays liveness only.
+
+Which models must be able to serve is `server.ready_when`: `any` (the default: one model serving is an instance
+that can serve; the others are shown as `unavailable` in the body, for monitoring), `all`, or a list of names."""
 
 from __future__ import annotations
 
@@ -15,16 +17,23 @@ import contextlib
 import logging
 from typing import Any
 
+from server.config import ReadyWhen
 from server.models import ModelRegistry
 
 __all__ = ["Readiness"]
 
 logger = logging.getLogger(__name__)
 
+_SERVING = frozenset({"ok", "loaded"})  # the states in which a model answers requests
+
 
 class Readiness:
-    def __init__(self, registry: ModelRegistry, *, interval: float) -> None:
+    def __init__(self, registry: ModelRegistry, *, interval: float, ready_when: ReadyWhen = "any") -> None:
         self._registry = registry
+        # `any` over every model, or `all` over every model or over the named ones (aliases resolved here, once).
+        self._rule = "any" if ready_when == "any" else "all"
+        names = [model.name for model in registry] if isinstance(ready_when, str) else ready_when
+        self._required = list(dict.fromkeys(registry.get(name).name for name in names))
         self._interval = interval
         self._healthy: dict[str, bool] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -50,21 +59,19 @@ class Readiness:
             self._task = None
 
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, body) from the last finished round of checks. A model held in this process (kind `local`)
-        reports its own state as it is now (`loading`, `loaded`, `unavailable`): asking costs nothing."""
+        """(ready, body): every model's state, and whether the models `server.ready_when` asks for can serve."""
         models: dict[str, str] = {}
-        ready = True
         for model in self._registry:
-            healthy = None if self._healthy is None else self._healthy.get(model.name)
             if model.status is not None:
                 models[model.name] = model.status
-                ready = ready and model.status == "loaded"
             else:
+                healthy = None if self._healthy is None else self._healthy.get(model.name)
                 models[model.name] = {None: "unknown", True: "ok", False: "unavailable"}[healthy]
-                ready = ready and healthy is True
-        if self._healthy is None:
-            return False, {"status": "starting", "models": models}
-        return ready, {"status": "ready" if ready else "unavailable", "models": models}
+        serving = [models[name] in _SERVING for name in self._required]
+        ready = any(serving) if self._rule == "any" else all(serving)
+        if ready:
+            return True, {"status": "ready", "models": models}
+        return False, {"status": "starting" if self._healthy is None else "unavailable", "models": models}
 
     async def check(self) -> None:
         """One round: every model's upstream, concurrently."""

@@ -11,11 +11,13 @@ import openai
 import pytest
 
 from server.app import create_app
+from server.config import Settings
 from tests.conftest import MODEL, SettingsFactory
 from tests.fake_tgi import FakeTGI
 from tests.loopback import LoopbackServer
 
 MESSAGES = [{"role": "user", "content": "hi"}]
+CHATML = {"chat_template": "chatml"}
 
 
 @pytest.fixture
@@ -107,3 +109,47 @@ async def test_ready_never_waits_for_a_hanging_upstream(make_settings: SettingsF
                 for _ in range(3):  # each answer comes at once, from the cache, while the check hangs
                     response = await http.get("/ready")
                     assert response.status_code == 503 and response.json()["status"] == "starting"
+
+
+def two_models(up: str, *, ready_when: object = None) -> Settings:
+    """`up` served by a healthy TGI, `down` by nothing (a closed port)."""
+    server: dict[str, object] = {"ready_interval": 0.05}
+    if ready_when is not None:
+        server["ready_when"] = ready_when
+    return Settings.model_validate(
+        {
+            "models": [
+                {"name": "up", "aliases": ["up-alias"], "upstream": {"kind": "tgi", "url": up}, **CHATML},
+                {"name": "down", "upstream": {"kind": "tgi", "url": "http://127.0.0.1:9"}, **CHATML},
+            ],
+            "server": server,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("ready_when", "status"),
+    [(None, 200), ("any", 200), ("all", 503), (["down"], 503), (["up-alias"], 200), (["up", "down"], 503)],
+)
+async def test_ready_when_chooses_which_models_must_serve(fake_tgi: FakeTGI, ready_when: object, status: int) -> None:
+    """By default one model that can serve makes the instance ready (the shipped config: the embedded model
+    serves while its TGI model has no TGI); `all` or a list of names asks for more. The body always shows each
+    model's state, so a dead upstream stays visible to monitoring."""
+    with LoopbackServer(fake_tgi.app) as upstream:
+        with LoopbackServer(create_app(two_models(upstream.url, ready_when=ready_when))) as proxy:
+            async with httpx.AsyncClient(base_url=proxy.url, timeout=5) as http:
+                for _ in range(200):  # until both checks have a result
+                    response = await http.get("/ready")
+                    if response.json()["models"] == {"up": "ok", "down": "unavailable"}:
+                        break
+                    await asyncio.sleep(0.02)
+                assert response.json()["models"] == {"up": "ok", "down": "unavailable"}
+                assert response.status_code == status
+                assert response.json()["status"] == ("ready" if status == 200 else "unavailable")
+
+
+def test_ready_when_names_only_configured_models() -> None:
+    with pytest.raises(ValueError, match=r"`server.ready_when` names 'nope', not a configured model"):
+        two_models("http://127.0.0.1:9", ready_when=["nope"])
+    with pytest.raises(ValueError, match="ready_when"):
+        two_models("http://127.0.0.1:9", ready_when="most")
