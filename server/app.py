@@ -111,7 +111,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(InvalidRequest(f"Invalid '{param}': {first.get('msg', 'invalid value')}", param=param))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        # Routing's own 404 and 405 name the method and path, as OpenAI's "Invalid URL (POST /v1/embeddings)".
+        route = f"{request.method} {request.url.path}"
+        if exc.status_code == 404:
+            return error_response(HTTPFailure(404, f"Invalid URL ({route})", exc.headers, code="unknown_url"))
+        if exc.status_code == 405:
+            message = f"Method not allowed ({route}); this path accepts {exc.headers.get('Allow', 'other methods')}"
+            return error_response(HTTPFailure(405, message, exc.headers, code="method_not_allowed"))
         return error_response(HTTPFailure(exc.status_code, str(exc.detail), exc.headers))
 
     @app.exception_handler(ClientGone)

@@ -88,8 +88,10 @@ class ProxyError(Exception):
 class HTTPFailure(ProxyError):
     """A plain HTTP failure from the framework itself (unknown route, wrong method)."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message, headers=dict(headers or {}))
+    def __init__(
+        self, status: int, message: str, headers: Mapping[str, str] | None = None, *, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code, headers=dict(headers or {}))
         self.status = status
         self.error_type = "invalid_request_error" if status < 500 else "server_error"
 

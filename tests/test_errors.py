@@ -142,8 +142,12 @@ async def test_unknown_model_and_route(client: httpx.AsyncClient) -> None:
     error = assert_envelope(response, 404, code="model_not_found", param="model")
     assert error["message"] == "The model `gpt-4o` does not exist or you do not have access to it."
     assert_envelope(await client.get("/v1/models/gpt-4o"), 404, code="model_not_found")
-    assert_envelope(await client.get("/v1/nothing-here"), 404)
-    assert_envelope(await client.get(CHAT), 405)
+    error = assert_envelope(await client.post("/v1/embeddings", json={}), 404, code="unknown_url", param=None)
+    assert error["message"] == "Invalid URL (POST /v1/embeddings)"  # OpenAI's words for a path it does not serve
+    error = assert_envelope(await client.get("/v1/nothing-here?x=1"), 404, code="unknown_url")
+    assert error["message"] == "Invalid URL (GET /v1/nothing-here)"
+    error = assert_envelope(await client.get(CHAT), 405, code="method_not_allowed")
+    assert error["message"] == f"Method not allowed (GET {CHAT}); this path accepts POST"
 
 
 async def test_completions_specific_params(client: httpx.AsyncClient) -> None:
