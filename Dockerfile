@@ -13,11 +13,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies in a layer of their own, rebuilt only when pyproject.toml changes: install the project with an
-# empty `server` package, then remove the project itself and keep its dependencies.
-COPY pyproject.toml README.md ./
+# Dependencies in a layer of their own, rebuilt only when pyproject.toml or the lock changes: install the project
+# with an empty `server` package, at the versions requirements.lock pins (what the tests ran with), then remove
+# the project itself and keep its dependencies.
+COPY pyproject.toml README.md requirements.lock ./
 RUN mkdir server && touch server/__init__.py \
-    && pip install . \
+    && pip install pip==26.3 \
+    && pip install -c requirements.lock . \
     && pip uninstall --yes hf-openai-proxy \
     && rm -r server
 
