@@ -9,7 +9,15 @@ from server.fanout import Job
 from server.formats import ChatFormat, CompletionFormat, Format
 from server.models import ServedModel
 from server.schemas.openai import ChatCompletionRequest, CompletionRequest
-from server.translate import Plan, chat_plan, completion_plan, prompts_of, stop_list, with_defaults
+from server.translate import (
+    Plan,
+    chat_plan,
+    completion_plan,
+    prompts_of,
+    refuse_unhonoured,
+    stop_list,
+    with_defaults,
+)
 from server.upstream import Upstream
 
 __all__ = ["Work", "chat_work", "completion_work", "in_openai_terms"]
@@ -29,6 +37,7 @@ class Work:
 
 async def chat_work(request: ChatCompletionRequest, model: ServedModel, upstream: Upstream) -> Work:
     request = with_defaults(request, model.config.defaults)
+    refuse_unhonoured(request, model.config.upstream.kind)
     template = await model.chat_template()
     if template is None:
         raise InvalidRequest(
@@ -36,9 +45,8 @@ async def chat_work(request: ChatCompletionRequest, model: ServedModel, upstream
             "configuration.",
             param="model",
         )
-    rendered = template.render(
-        [message.model_dump(exclude_none=True) for message in request.messages], tools=request.tools
-    )
+    # No tools are offered: `refuse_unhonoured` let them through only with `tool_choice: "none"`.
+    rendered = template.render([message.model_dump(exclude_none=True) for message in request.messages], tools=None)
     limits = await upstream.limits()
     max_new_tokens = _smaller(request.max_tokens, request.max_completion_tokens)
     if max_new_tokens is None and limits.max_total_tokens is not None:

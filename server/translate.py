@@ -20,7 +20,16 @@ from server.schemas.openai import ChatCompletionRequest, CompletionRequest, Samp
 from server.schemas.tgi import GenerateParameters
 from server.upstream.base import Limits
 
-__all__ = ["Plan", "chat_plan", "completion_plan", "prompts_of", "stop_list", "wants_usage", "with_defaults"]
+__all__ = [
+    "Plan",
+    "chat_plan",
+    "completion_plan",
+    "prompts_of",
+    "refuse_unhonoured",
+    "stop_list",
+    "wants_usage",
+    "with_defaults",
+]
 
 RequestT = TypeVar("RequestT", bound=SamplingFields)
 
@@ -58,6 +67,37 @@ def stop_list(request_stop: str | Sequence[str] | None, *extra: Sequence[str]) -
     for more in extra:
         stops.extend(more)
     return tuple(dict.fromkeys(stop for stop in stops if stop))
+
+
+# Chat fields that change the answer and that no translated upstream (tgi, hf-inference, local) can honour yet:
+# refused by name, never accepted and ignored. Neutral values (absent, null, text-only modalities) pass.
+# The names are openai-openapi's CreateChatCompletionRequest; the `openai` kind passes them all on.
+_UNHONOURED_CHAT_FIELDS = {
+    "audio": "audio output",
+    "modalities": "output modalities other than text",
+    "reasoning_effort": "`reasoning_effort` (it has no reasoning-effort control)",
+    "verbosity": "`verbosity`",
+    "web_search_options": "web search",
+}
+
+
+def refuse_unhonoured(request: ChatCompletionRequest, kind: str) -> None:
+    """400 naming the first field this model would have to ignore: tools (until the proxy parses calls out of
+    the output; `tool_choice: "none"` is honoured by not offering them), and the fields above."""
+    extra = request.model_extra or {}
+    cannot = f"Models of kind `{kind}` cannot call tools through this proxy yet"
+    if request.tool_choice is not None and request.tool_choice != "none":
+        raise InvalidRequest(f'{cannot}; `tool_choice` may only be "none".', param="tool_choice")
+    if extra.get("function_call") not in (None, "none"):
+        raise InvalidRequest(f'{cannot}; `function_call` may only be "none".', param="function_call")
+    if request.tools and request.tool_choice != "none":
+        raise InvalidRequest(f'{cannot}: send no `tools`, or `tool_choice: "none"`.', param="tools")
+    if extra.get("functions") and extra.get("function_call") != "none":
+        raise InvalidRequest(f'{cannot}: send no `functions`, or `function_call: "none"`.', param="functions")
+    for name, what in _UNHONOURED_CHAT_FIELDS.items():
+        value = extra.get(name)
+        if value is not None and not (name == "modalities" and value in ([], ["text"])):
+            raise InvalidRequest(f"Models of kind `{kind}` do not support {what}.", param=name)
 
 
 def chat_plan(

@@ -273,3 +273,57 @@ async def test_upstream_timeout_is_504(fake_tgi: FakeTGI, make_settings: Setting
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
             response = await http.post(CHAT, json={"model": MODEL, "messages": MESSAGES, "max_tokens": 2})
             assert_envelope(response, 504, code="upstream_timeout")
+
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [WEATHER_TOOL]}, "tools"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": "auto"}, "tool_choice"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": "required"}, "tool_choice"),
+        (
+            {"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}},
+            "tool_choice",
+        ),
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"functions": [WEATHER_TOOL["function"]]}, "functions"),
+        ({"functions": [WEATHER_TOOL["function"]], "function_call": {"name": "get_weather"}}, "function_call"),
+        ({"audio": {"voice": "alloy", "format": "wav"}, "modalities": ["text", "audio"]}, "audio"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+        ({"reasoning_effort": "high"}, "reasoning_effort"),
+        ({"verbosity": "low"}, "verbosity"),
+        ({"web_search_options": {}}, "web_search_options"),
+    ],
+)
+async def test_fields_a_translated_model_cannot_honour_are_refused_by_name(
+    client: httpx.AsyncClient, fake_tgi: FakeTGI, fields: dict[str, Any], param: str
+) -> None:
+    """Accepted and dropped, a tool or an audio request would be answered with plain text as if honoured
+    (LangChain's `with_structured_output(method="function_calling")` then returns None)."""
+    response = await client.post(CHAT, json={"model": MODEL, "messages": MESSAGES, **fields})
+    error = assert_envelope(response, 400, type="invalid_request_error", param=param)
+    assert "kind `tgi`" in error["message"]
+    assert fake_tgi.requests == []  # refused before any upstream call
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"tools": [WEATHER_TOOL], "tool_choice": "none"},
+        {"functions": [WEATHER_TOOL["function"]], "function_call": "none"},
+        {"tools": [], "parallel_tool_calls": False, "modalities": ["text"], "audio": None, "store": False},
+        {"metadata": {"a": "b"}, "service_tier": "auto", "prompt_cache_key": "k", "safety_identifier": "s"},
+    ],
+)
+async def test_neutral_tool_and_bookkeeping_fields_are_served_without_tools(
+    client: httpx.AsyncClient, fake_tgi: FakeTGI, fields: dict[str, Any]
+) -> None:
+    """`tool_choice: "none"` is honoured by offering no tools: the rendered prompt names none of them."""
+    response = await client.post(CHAT, json={"model": MODEL, "messages": MESSAGES, "max_tokens": 2, **fields})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["finish_reason"] in {"stop", "length"}
+    (generate,) = [request for request in fake_tgi.requests if request.path.startswith("/generate")]
+    assert "get_weather" not in generate.body["inputs"]
