@@ -117,7 +117,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return error_response(HTTPFailure(404, f"Invalid URL ({route})", exc.headers, code="unknown_url"))
         if exc.status_code == 405:
-            message = f"Method not allowed ({route}); this path accepts {exc.headers.get('Allow', 'other methods')}"
+            allowed = (exc.headers or {}).get("Allow", "other methods")
+            message = f"Method not allowed ({route}); this path accepts {allowed}"
             return error_response(HTTPFailure(405, message, exc.headers, code="method_not_allowed"))
         return error_response(HTTPFailure(exc.status_code, str(exc.detail), exc.headers))
 

@@ -20,7 +20,7 @@ def pins(lock: Path, environment: dict[str, str] | None = None) -> dict[str, Ver
             continue
         requirement = Requirement(line)
         marker: Marker | None = requirement.marker
-        if marker is not None and not marker.evaluate(environment):  # type: ignore[arg-type]
+        if marker is not None and not marker.evaluate(environment):
             continue
         (specifier,) = requirement.specifier
         assert specifier.operator == "==", line
