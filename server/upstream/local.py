@@ -87,8 +87,7 @@ class LocalModel:
 
     async def count_tokens(self, prompt: str) -> int | None:
         loaded = await self._loaded()
-        ids = await asyncio.to_thread(loaded.tokenizer, prompt)
-        return len(ids["input_ids"])
+        return len(await asyncio.to_thread(loaded.encode, prompt))
 
     async def healthy(self) -> bool:
         return self.state() == "loaded"

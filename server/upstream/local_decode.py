@@ -58,7 +58,7 @@ class Generation:
 
         loaded, parameters = self._loaded, self._parameters
         model, tokenizer = loaded.model, loaded.tokenizer
-        prompt_ids: list[int] = tokenizer(self._prompt)["input_ids"]
+        prompt_ids = loaded.encode(self._prompt)
         if parameters.get("truncate"):
             prompt_ids = prompt_ids[-parameters["truncate"] :]
         max_new_tokens = self._budget(len(prompt_ids))

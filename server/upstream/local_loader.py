@@ -54,6 +54,13 @@ class LoadedModel:
     bos_token: str | None
     eos_token: str | None
     cache_keyword: str  # the forward keyword for the KV cache: `cache` (transformers 5.x), `past_key_values` before
+    bos_id: int | None  # prepended to every prompt when the GGUF file says so (`tokenizer.ggml.add_bos_token`)
+
+    def encode(self, text: str) -> list[int]:
+        """The prompt's token ids as the GGUF file's own tokenizer settings say, not as transformers' converter
+        guessed them (4.56 adds `<|im_start|>` to SmolLM2's prompts, which llama.cpp and 5.x do not)."""
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids if self.bos_id is None else [self.bos_id, *ids]
 
 
 def missing_requirements() -> list[str]:
@@ -120,10 +127,11 @@ def load_model(config: LocalModelConfig) -> LoadedModel:
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(config.device).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     logger.info("local model %s loaded in %.1f s from %s", source.name, time.monotonic() - started, folder)
+    special = _gguf_special_tokens(source)
     eos = model.generation_config.eos_token_id
     eos_ids = {*(eos if isinstance(eos, list) else [eos] if eos is not None else [])}
-    if tokenizer.eos_token_id is not None:
-        eos_ids.add(tokenizer.eos_token_id)
+    eos_ids.add(special.eos_id if special.eos_id is not None else tokenizer.eos_token_id)
+    eos_ids.discard(None)
     context = getattr(model.config, "max_position_embeddings", None) or 2048
     return LoadedModel(
         model=model,
@@ -131,12 +139,50 @@ def load_model(config: LocalModelConfig) -> LoadedModel:
         device=config.device,
         max_total_tokens=config.max_total_tokens or context,
         eos_ids=frozenset(eos_ids),
-        special_ids=frozenset(tokenizer.all_special_ids),
+        special_ids=_special_ids(tokenizer, eos_ids),
         chat_template=tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None,
-        bos_token=tokenizer.bos_token,
-        eos_token=tokenizer.eos_token,
+        bos_token=_token_text(tokenizer, special.bos_id, tokenizer.bos_token),
+        eos_token=_token_text(tokenizer, special.eos_id, tokenizer.eos_token),
         cache_keyword=_cache_keyword(model),
+        bos_id=special.bos_id if special.add_bos else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _SpecialTokens:
+    bos_id: int | None
+    eos_id: int | None
+    add_bos: bool
+
+
+def _gguf_special_tokens(source: Path) -> _SpecialTokens:
+    """BOS, EOS and whether prompts start with BOS, as the GGUF file's metadata says (the keys llama.cpp reads).
+    transformers' GGUF tokenizer conversion has varied across releases (4.56 makes SmolLM2's EOS `<|im_start|>`
+    and adds it as BOS), so these settle what the model sees and where it stops, on every release."""
+    import gguf
+
+    reader = gguf.GGUFReader(source)
+
+    def scalar(key: str) -> Any:
+        field = reader.fields.get(key)
+        return None if field is None or not field.data else field.parts[field.data[0]][0].item()
+
+    return _SpecialTokens(
+        bos_id=scalar("tokenizer.ggml.bos_token_id"),
+        eos_id=scalar("tokenizer.ggml.eos_token_id"),
+        add_bos=bool(scalar("tokenizer.ggml.add_bos_token")),
+    )
+
+
+def _special_ids(tokenizer: Any, eos_ids: set[int]) -> frozenset[int]:
+    """Tokens that are never text: the tokenizer's named ones, every added token it marks special (what
+    `decode(skip_special_tokens=True)` drops; transformers 4.56 does not name SmolLM2's `<|im_end|>`), and EOS."""
+    added = {token_id for token_id, token in tokenizer.added_tokens_decoder.items() if token.special}
+    return frozenset({*tokenizer.all_special_ids, *added, *eos_ids})
+
+
+def _token_text(tokenizer: Any, token_id: int | None, fallback: str | None) -> str | None:
+    return fallback if token_id is None else str(tokenizer.convert_ids_to_tokens(token_id))
 
 
 def _cache_keyword(model: Any) -> str:
