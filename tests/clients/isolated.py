@@ -1,9 +1,10 @@
 """Client environments that cannot share the test virtualenv: a Python venv for clients that pin `openai<3`
 (LiteLLM, LlamaIndex) and a node_modules folder for the `openai` npm package.
 
-Each is installed from a declaration kept next to the client scripts (`requirements.txt`, `package.json`)
-into `.client-envs/` at the repository root (git-ignored), once per machine: a stamp holding the hash of the
-declaration decides whether the install is current. Installs go through the ordinary clients (pip, npm), so
+Each is installed from a declaration kept next to the client scripts (`requirements.txt`, `package.json`), at
+the versions of its lock (`requirements.lock`, `package-lock.json`, written by `scripts/lock`), into
+`.client-envs/` at the repository root (git-ignored), once per machine: a stamp holding the hash of the
+declaration and its lock decides whether the install is current. Installs go through the ordinary clients (pip, npm), so
 they use whatever registry those are configured for. A missing `node`/`npm` is a failure, not a skip: CI has
 them, and a client table entry that was not run would be a lie.
 """
@@ -29,9 +30,9 @@ INSTALL_TIMEOUT = 900
 RUN_TIMEOUT = 180
 
 
-def _install_once(target: Path, declaration: Path, install: Callable[[], None]) -> None:
+def _install_once(target: Path, declaration: Path, lock: Path, install: Callable[[], None]) -> None:
     stamp = target / ".installed"
-    digest = hashlib.sha256(declaration.read_bytes() + sys.version.encode()).hexdigest()
+    digest = hashlib.sha256(declaration.read_bytes() + lock.read_bytes() + sys.version.encode()).hexdigest()
     if stamp.is_file() and stamp.read_text() == digest:
         return
     shutil.rmtree(target, ignore_errors=True)
@@ -51,14 +52,15 @@ def openai2_python() -> Path:
     """The interpreter of the venv built from `openai2/requirements.txt` (installed on first use)."""
     target = ENVS_DIR / "openai2"
     requirements = CLIENTS_DIR / "openai2" / "requirements.txt"
+    lock = CLIENTS_DIR / "openai2" / "requirements.lock"
     python = target / "bin" / "python"
 
     def install() -> None:
         venv.create(target, with_pip=False)  # the test env's pip installs into it (`pip --python`)
         pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
-        _run_checked([*pip, "-r", str(requirements)], timeout=INSTALL_TIMEOUT)
+        _run_checked([*pip, "-c", str(lock), "-r", str(requirements)], timeout=INSTALL_TIMEOUT)
 
-    _install_once(target, requirements, install)
+    _install_once(target, requirements, lock, install)
     return python
 
 
@@ -66,17 +68,18 @@ def node_modules() -> Path:
     """A folder holding `package.json` from `node/` and its installed `node_modules` (installed on first use)."""
     target = ENVS_DIR / "node"
     package = CLIENTS_DIR / "node" / "package.json"
+    lock = CLIENTS_DIR / "node" / "package-lock.json"
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         pytest.fail("node and npm are required for the Node client test (CI has them)")
 
     def install() -> None:
         shutil.copy(package, target / "package.json")
-        # No lockfile: it would record registry URLs, and the version range lives in package.json.
-        command = [npm, "install", "--no-audit", "--no-fund", "--no-package-lock", "--loglevel=error"]
+        shutil.copy(lock, target / "package-lock.json")  # names, versions and integrity hashes; no addresses
+        command = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
         _run_checked(command, cwd=target, timeout=INSTALL_TIMEOUT)
 
-    _install_once(target, package, install)
+    _install_once(target, package, lock, install)
     return target
 
 
