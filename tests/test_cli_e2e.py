@@ -111,6 +111,28 @@ def test_sdk_against_the_console_script(proxy: tuple[str, FakeTGI]) -> None:
     assert "</s>" in stops
 
 
+def test_the_readmes_easyllm_replacement(proxy: tuple[str, FakeTGI]) -> None:
+    """README, "Coming from EasyLLM": the openai SDK call that replaces `Completion.create(..., stream=True)` with
+    `prompt_builder = "llama2"` sends the llama2 format to TGI, with the same sampling, and streams the text."""
+    url, fake = proxy
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    with client:
+        stream = client.chat.completions.create(
+            model="llama2",
+            messages=[{"role": "user", "content": "What is the meaning of life?"}],
+            temperature=0.9,
+            top_p=0.6,
+            max_tokens=256,
+            stream=True,
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text.strip()
+    sent = fake.requests_to("/generate_stream")[-1].body
+    assert sent["inputs"] == "[INST] What is the meaning of life? [/INST]"  # TGI's tokenizer adds the `<s>`
+    assert (sent["parameters"]["temperature"], sent["parameters"]["top_p"]) == (0.9, 0.6)
+    assert sent["parameters"]["max_new_tokens"] == 256
+
+
 def test_workers_share_the_port(tmp_path: Path) -> None:
     with running_proxy(tmp_path, "--workers", "2") as (url, fake):
         supervisor = _listening_process(url)
