@@ -25,9 +25,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
 from server.config import load_settings
 from tests.fake_tgi import FakeTGI
+from tests.locks import pins, public
 from tests.loopback import LoopbackServer
 from tests.test_cli_e2e import free_port
 
@@ -142,6 +144,23 @@ def test_dockerfile_installs_and_starts_in_a_fresh_venv(
     venv.create(environment, with_pip=True)  # the image's python, without this test environment's packages
     image = replay(DOCKERFILE, tmp_path / "image", environment / "bin")
     assert image.skipped and image.user != "root"
+    listed = subprocess.run(
+        [str(environment / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    in_venv = {canonicalize_name(item["name"]): public(item["version"]) for item in json.loads(listed.stdout)}
+    locked = pins(ROOT / "requirements.lock")
+    seeded = {"pip", "setuptools"}  # the interpreter's own, as in the image's python:3.12-slim; pip is pinned by RUN
+    differ = {
+        name: str(version)
+        for name, version in in_venv.items()
+        if name in locked and name not in seeded and locked[name] != version
+    }
+    assert differ == {}, "the image installs other versions than requirements.lock pins"
+    assert {"fastapi", "uvicorn", "httpx", "pydantic", "sse-starlette"} <= in_venv.keys()
     assert image.cmd[:3] == ["python", "-m", "server"]
     for name, value in {**image.env, "TGI_URL": fake_upstream}.items():
         monkeypatch.setenv(name, value)
