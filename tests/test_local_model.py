@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import openai
@@ -17,9 +18,11 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from server.app import create_app
-from server.config import Settings
+from server.config import LocalModelConfig, Settings
+from server.upstream import local_loader
 from server.upstream.local import LocalModel
 from server.upstream.local_engine import Engine
+from server.upstream.local_loader import gguf_path
 from tests.loopback import LoopbackServer
 
 MODEL = "smollm2"
@@ -242,3 +245,13 @@ def test_features_it_cannot_honour_are_refused_by_name(local: Local) -> None:
         with pytest.raises(openai.BadRequestError) as too_long:
             sdk.completions.create(model=MODEL, prompt=COUNTING, max_tokens=9000)
         assert too_long.value.code == "context_length_exceeded"
+
+
+def test_the_gguf_files_special_tokens_are_read_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BOS, EOS and add-BOS come from the GGUF metadata (what llama.cpp reads), whatever transformers' converter
+    made of them; parsing them reads the whole vocabulary, so they are kept beside the converted weights."""
+    source = gguf_path(LocalModelConfig())
+    special = local_loader._special_tokens(source, tmp_path)
+    assert (special.bos_id, special.eos_id, special.add_bos) == (1, 2, False)  # <|im_start|>, <|im_end|>, no BOS
+    monkeypatch.setattr(local_loader, "_gguf_special_tokens", lambda _: pytest.fail("the GGUF file was read again"))
+    assert local_loader._special_tokens(source, tmp_path) == special

