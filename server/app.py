@@ -18,17 +18,17 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from server import __version__
-from server.access import AccessMiddleware
-from server.auth import ApiKeyMiddleware
+from server.api.routes import ClientGone, router, schema_components
 from server.config import ServerConfig, Settings
-from server.cors import EnvelopeCORSMiddleware, cors_options
+from server.edge.access import AccessMiddleware
+from server.edge.auth import ApiKeyMiddleware
+from server.edge.cors import EnvelopeCORSMiddleware, cors_options
+from server.edge.hosts import HostAllowlistMiddleware, guards_hosts
 from server.errors import HTTPFailure, InvalidRequest, ProxyError, error_response
-from server.hosts import HostAllowlistMiddleware, guards_hosts
-from server.metrics import Metrics
-from server.models import build_registry
-from server.observed import observer
-from server.readiness import Readiness
-from server.routes import ClientGone, router, schema_components
+from server.ops.metrics import Metrics
+from server.ops.observed import observer
+from server.ops.readiness import Readiness
+from server.registry import build_registry
 from server.upstream import Gate, Transport
 
 __all__ = ["create_app"]

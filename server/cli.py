@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from server import __version__
 from server.app import create_app
 from server.config import ConfigError, load_settings
-from server.logs import configure_logging
+from server.ops.logs import configure_logging
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # The flags a spawned worker builds its settings from: {"config": path, "overrides": {...}}.

@@ -26,8 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from server.schemas.openai import ChatCompletionRequest, CompletionRequest
-from server.validation import field_path
+from server.api.openai.protocol import ChatCompletionRequest, CompletionRequest
+from server.api.openai.validation import field_path
 
 ENV_PREFIX = "HF_OPENAI_PROXY_"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -126,7 +126,7 @@ class ModelConfig(_Section):
         return self
 
 
-# `server.ready_when`: `any`, `all`, or the names of the models that must serve (`server.readiness`).
+# `server.ready_when`: `any`, `all`, or the names of the models that must serve (`server.ops.readiness`).
 ReadyWhen = Literal["any", "all"] | Annotated[list[str], Field(min_length=1)]
 
 
@@ -141,7 +141,7 @@ class ServerConfig(_Section):
     open_paths: list[Annotated[str, Field(pattern=r"^/")]] = ["/health", "/ready", "/metrics"]
     cors_origins: list[str] = []
     cors_headers: list[str] = ["*"]
-    # Host names answered besides loopback ones; see `server.hosts`. "*" turns the check off.
+    # Host names answered besides loopback ones; see `server.edge.hosts`. "*" turns the check off.
     allowed_hosts: list[Annotated[str, Field(pattern=r"^[^/\s]+$")]] = []
     max_body_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
     # SSE comment interval; also how long a stream waits for its first token before sending headers.

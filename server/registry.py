@@ -26,7 +26,7 @@ UpstreamObserver = Callable[[str, Upstream | Relay], Upstream | Relay]  # (model
 class ServedModel:
     name: str
     config: ModelConfig
-    upstream: Upstream | Relay  # an OpenAI-style upstream is relayed (`server.relay`), not translated
+    upstream: Upstream | Relay  # an OpenAI-style upstream is relayed (`server.generation.relay`), not translated
     template: ChatTemplate | None
     created: int
     gate: Gate  # this model's share of upstream capacity (`server.upstream.admission`)
@@ -74,7 +74,7 @@ def build_registry(
     settings: Settings, *, transport: Transport | None = None, observe: UpstreamObserver | None = None
 ) -> ModelRegistry:
     """Load every template and open every upstream client; any problem is a `ConfigError` naming the field.
-    `observe` wraps each model's upstream (metrics and logs, `server.observed`)."""
+    `observe` wraps each model's upstream (metrics and logs, `server.ops.observed`)."""
     created = int(time.time())
     models = []
     for i, config in enumerate(settings.models):

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from server.choice import UNKNOWN_LOGPROB, ChoiceState, Piece, TokenLogprob, openai_finish_reason
-from server.schemas.tgi import Token
+from server.generation.choice import UNKNOWN_LOGPROB, ChoiceState, Piece, TokenLogprob, openai_finish_reason
+from server.upstream.tgi_wire import Token
 
 
 def tok(text: str, logprob: float | None = -0.5, *, special: bool = False, id: int = 1) -> Token:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from server.cli import flag_overrides, parse_args
 from server.config import ConfigError, Settings, UpstreamConfig, load_settings, read_config_file
-from server.models import build_registry
+from server.registry import build_registry
 from server.upstream import Relay
 
 BASE_MODEL: dict[str, Any] = {

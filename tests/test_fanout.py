@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.fanout import Job, MergedStreams
+from server.generation.fanout import Job, MergedStreams
 
 
 def job(index: int) -> Job:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from server.choice import ChoiceState, TokenLogprob
-from server.formats import ChatFormat, ChoiceResult, CompletionFormat, Usage
-from server.schemas.tgi import Token
+from server.generation.choice import ChoiceState, TokenLogprob
+from server.generation.formats.openai import ChatFormat, ChoiceResult, CompletionFormat, Usage
+from server.upstream.tgi_wire import Token
 
 MODEL = "org/model-7b"
 TRICKY = 'say "hi"\n\tback\\slash </script> 日本語 🎉 \u2028 \x00'

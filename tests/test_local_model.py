@@ -19,10 +19,10 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from server.app import create_app
 from server.config import LocalModelConfig, Settings
-from server.upstream import local_loader
-from server.upstream.local import LocalModel
-from server.upstream.local_engine import Engine
-from server.upstream.local_loader import gguf_path
+from server.upstream.local import loader as local_loader
+from server.upstream.local.engine import Engine
+from server.upstream.local.loader import gguf_path
+from server.upstream.local.model import LocalModel
 from tests.loopback import LoopbackServer
 
 MODEL = "smollm2"

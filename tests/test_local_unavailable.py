@@ -15,9 +15,9 @@ import pytest
 
 from server.app import create_app
 from server.config import LocalModelConfig, Settings
-from server.upstream import local as local_module
-from server.upstream import local_loader
-from server.upstream.local import LocalModel
+from server.upstream.local import loader as local_loader
+from server.upstream.local import model as local_module
+from server.upstream.local.model import LocalModel
 from tests.fake_tgi import FakeTGI
 
 CHAT = {"model": "local", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}

@@ -19,7 +19,7 @@ import pytest
 
 from server.app import create_app
 from server.config import ServerConfig
-from server.logs import JsonFormatter, PlainFormatter, RequestIdFilter, configure_logging, fields
+from server.ops.logs import JsonFormatter, PlainFormatter, RequestIdFilter, configure_logging, fields
 from tests.conftest import MODEL, SettingsFactory
 from tests.fake_tgi import FakeTGI
 from tests.loopback import LoopbackServer

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from server.sse_response import DONE, SSEResponse
+from server.edge.sse import DONE, SSEResponse
 
 
 async def slow_tail() -> AsyncIterator[bytes]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from server.stops import StopTrimmer, cut_at_stop
+from server.generation.stops import StopTrimmer, cut_at_stop
 
 
 def run(stops: Sequence[str], pieces: Sequence[str]) -> tuple[list[str], str, StopTrimmer]:

@@ -1,4 +1,4 @@
-"""OpenAI request -> TGI parameters (server.translate)."""
+"""OpenAI request -> TGI parameters (server.api.openai.translate)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from server.api.openai.protocol import ChatCompletionRequest, CompletionRequest
+from server.api.openai.translate import Plan, chat_plan, completion_plan, prompts_of, stop_list, with_defaults
 from server.errors import InvalidRequest
-from server.schemas.openai import ChatCompletionRequest, CompletionRequest
-from server.translate import Plan, chat_plan, completion_plan, prompts_of, stop_list, with_defaults
 from server.upstream.base import Limits
 
 LIMITS = Limits()

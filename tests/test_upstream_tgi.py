@@ -18,10 +18,10 @@ from server.errors import (
     UpstreamLoading,
     UpstreamOverloaded,
 )
-from server.schemas.tgi import GenerateParameters, StreamResponse
 from server.upstream import Gate, Relay, Upstream, connect
 from server.upstream.errors import from_tgi_error
 from server.upstream.http import close_response
+from server.upstream.tgi_wire import GenerateParameters, StreamResponse
 
 PARAMS: GenerateParameters = {"do_sample": False, "details": True, "max_new_tokens": 4}
 TOKEN = b'{"index":1,"token":{"id":1,"text":"a","logprob":-0.1,"special":false},"generated_text":null,"details":null}'

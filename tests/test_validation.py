@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from server.api.openai.protocol import ChatCompletionRequest, CompletionRequest
+from server.api.openai.validation import parse_request
 from server.errors import InvalidRequest
-from server.schemas.openai import ChatCompletionRequest, CompletionRequest
-from server.validation import parse_request
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

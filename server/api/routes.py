@@ -1,6 +1,6 @@
 """HTTP handlers: read and validate the body, find the model, then answer as JSON or as an SSE stream.
 
-The two completion handlers read the raw body themselves (see `server.validation`) and race every await that
+The two completion handlers read the raw body themselves (see `server.api.openai.validation`) and race every await that
 involves the upstream against the client's disconnect, so a client that leaves cancels its upstream request
 at once, also before the first byte and for non-streamed answers.
 """
@@ -16,20 +16,20 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
+from server.api.openai.endpoints import Work, chat_work, completion_work, in_openai_terms
+from server.api.openai.protocol import ChatCompletionRequest, CompletionRequest
+from server.api.openai.translate import prompts_of, stop_list, wants_usage
+from server.api.openai.validation import parse_request
 from server.config import Settings
-from server.endpoints import Work, chat_work, completion_work, in_openai_terms
+from server.edge.sse import SSEResponse
 from server.errors import ProxyError, RequestTooLarge
-from server.fanout import MergedStreams
-from server.formats import ChatFormat, CompletionFormat, Format
-from server.generation import complete, open_stream, stream_jobs
-from server.models import ModelRegistry, ServedModel
-from server.readiness import Readiness
-from server.relay import OnlyCall, RelayedChoices, relayed_response, upstream_body
-from server.schemas.openai import ChatCompletionRequest, CompletionRequest
-from server.sse_response import SSEResponse
-from server.translate import prompts_of, stop_list, wants_usage
+from server.generation.fanout import MergedStreams
+from server.generation.formats.openai import ChatFormat, CompletionFormat, Format
+from server.generation.relay import OnlyCall, RelayedChoices, relayed_response, upstream_body
+from server.generation.run import complete, open_stream, stream_jobs
+from server.ops.readiness import Readiness
+from server.registry import ModelRegistry, ServedModel
 from server.upstream import Relay, Upstream
-from server.validation import parse_request
 
 __all__ = ["ClientGone", "router", "schema_components"]
 
@@ -100,7 +100,7 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    """Readiness: every model's upstream passed its last background health check (`server.readiness`)."""
+    """Readiness: every model's upstream passed its last background health check (`server.ops.readiness`)."""
     readiness: Readiness = request.app.state.readiness
     readiness.start()
     ok, body = readiness.report()
@@ -146,7 +146,8 @@ async def _relay(
     *,
     chat: bool,
 ) -> Response:
-    """An OpenAI-style upstream: the client's body goes through, the answer is normalised (`server.relay`)."""
+    """An OpenAI-style upstream: the client's body goes through, the answer is normalised
+    (`server.generation.relay`)."""
     settings: Settings = request.app.state.settings
     stops = stop_list(parsed.stop, model.config.stop)
     body = upstream_body(

@@ -2,7 +2,7 @@
 and the last line of defence, where an exception nothing else handled becomes a 500 envelope.
 
 `x-request-id` is the client's own when it sends a sane one, else a new one; it is on every response,
-streams included, and on every log line written while serving the request (`server.logs`).
+streams included, and on every log line written while serving the request (`server.ops.logs`).
 
 `x-proxy-overhead-ms` is the time from the request's arrival here to its response headers, minus the time
 during which at least one upstream call of the request was pending (`RequestContext.upstream_waited`). For a
@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.context import RequestContext, current_request
 from server.errors import ProxyError, error_response
-from server.logs import fields
-from server.metrics import Metrics
+from server.ops.logs import fields
+from server.ops.metrics import Metrics
 
 __all__ = ["AccessMiddleware"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from server.schemas.tgi import Details, StreamDetails, Token
-from server.stops import StopTrimmer
+from server.generation.stops import StopTrimmer
+from server.upstream.tgi_wire import Details, StreamDetails, Token
 
 __all__ = ["ChoiceState", "Piece", "TokenLogprob", "openai_finish_reason"]
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from server.schemas.tgi import GenerateParameters
+from server.upstream.tgi_wire import GenerateParameters
 
 __all__ = ["Job", "Keyed", "MergedStreams", "Ready", "gather_or_cancel"]
 

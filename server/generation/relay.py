@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.formats import Format, Usage
-from server.stops import StopTrimmer, cut_at_stop
+from server.generation.formats.openai import Format, Usage
+from server.generation.stops import StopTrimmer, cut_at_stop
 
 __all__ = ["OnlyCall", "RelayedChoices", "finish_reason", "relayed_response", "upstream_body"]
 
@@ -90,7 +90,7 @@ def relayed_response(answer: Mapping[str, Any], fmt: Format, stops: Sequence[str
 
 
 class RelayedChoices:
-    """The stream consumer (`server.generation.Consumer`) for an OpenAI-style upstream."""
+    """The stream consumer (`server.generation.run.Consumer`) for an OpenAI-style upstream."""
 
     def __init__(self, fmt: Format, stops: Sequence[str], *, chat: bool, choices: int, include_usage: bool) -> None:
         self._fmt = fmt

@@ -12,14 +12,14 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from typing import Protocol, TypeVar
 
-from server.choice import ChoiceState, TokenLogprob
+from server.api.openai.translate import Plan
+from server.edge.sse import DONE
 from server.errors import ProxyError
-from server.fanout import Job, Keyed, MergedStreams, Ready, gather_or_cancel
-from server.formats import ChoiceResult, Format, Usage
-from server.schemas.tgi import StreamDetails, StreamResponse
-from server.sse_response import DONE
-from server.translate import Plan
+from server.generation.choice import ChoiceState, TokenLogprob
+from server.generation.fanout import Job, Keyed, MergedStreams, Ready, gather_or_cancel
+from server.generation.formats.openai import ChoiceResult, Format, Usage
 from server.upstream.base import Upstream
+from server.upstream.tgi_wire import StreamDetails, StreamResponse
 
 __all__ = ["Consumer", "complete", "error_event", "open_stream", "stream_jobs"]
 
@@ -91,7 +91,7 @@ async def _complete_one(upstream: Upstream, job: Job, plan: Plan) -> tuple[Choic
 
 
 class Consumer(Protocol[J_in, E_in]):
-    """Turns a stream's event batches into SSE bytes: `_Tally` for TGI jobs, `server.relay` for
+    """Turns a stream's event batches into SSE bytes: `_Tally` for TGI jobs, `server.generation.relay` for
     OpenAI-style upstreams."""
 
     open_choices: int

@@ -3,7 +3,7 @@ id of the request it was written for.
 
 Structured values travel as `extra=fields(...)`; both formats print them. Nothing here logs request headers,
 query strings or bodies: keys and tokens cannot reach the log by that route, and prompts and outputs are
-logged only by `server.observed` when `server.log_prompts` asks for it.
+logged only by `server.ops.observed` when `server.log_prompts` asks for it.
 """
 
 from __future__ import annotations

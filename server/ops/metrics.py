@@ -1,8 +1,8 @@
 """Prometheus metrics (`GET /metrics`): one registry per app, so apps built side by side (tests, workers)
 never share counters.
 
-Who records what: `server.access` the per-request series (requests, duration, the proxy's own overhead,
-in-flight); `server.observed` the per-upstream-call series (latency, time to first token, tokens, errors).
+Who records what: `server.edge.access` the per-request series (requests, duration, the proxy's own overhead,
+in-flight); `server.ops.observed` the per-upstream-call series (latency, time to first token, tokens, errors).
 `queued` is for the upstream backpressure gate: requests waiting for an upstream slot, per model.
 """
 

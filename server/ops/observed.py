@@ -17,14 +17,14 @@ import orjson
 
 from server.context import RequestContext, current_request
 from server.errors import ProxyError
-from server.logs import fields
-from server.metrics import Metrics
-from server.schemas.tgi import GenerateParameters, StreamDetails, StreamResponse
+from server.ops.logs import fields
+from server.ops.metrics import Metrics
 from server.upstream.base import Generated, Limits, Relay, Upstream
+from server.upstream.tgi_wire import GenerateParameters, StreamDetails, StreamResponse
 
 __all__ = ["ObservedRelay", "ObservedUpstream", "observer"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("server.observed")  # a name in the log interface (README, "Logs")
 
 T = TypeVar("T")
 E = TypeVar("E")

@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from server.config import ReadyWhen
-from server.models import ModelRegistry
+from server.registry import ModelRegistry
 
 __all__ = ["Readiness"]
 

@@ -8,7 +8,7 @@ from server.config import ConfigError, UpstreamConfig
 from server.upstream.admission import Gate
 from server.upstream.base import Generated, InProcessModel, Limits, ModelState, Relay, Upstream
 from server.upstream.http import UpstreamHTTP
-from server.upstream.local import LocalModel
+from server.upstream.local.model import LocalModel
 from server.upstream.openai import OpenAIClient, read_openai_error
 from server.upstream.tgi import TGI_ROUTES, TGIClient, hf_inference_routes, read_tgi_error
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from server.prompts import ChatTemplate
-from server.schemas.tgi import GenerateParameters, GenerateResponse, StreamResponse
+from server.upstream.tgi_wire import GenerateParameters, GenerateResponse, StreamResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,7 @@ class Upstream(Protocol):
 @runtime_checkable
 class Relay(Protocol):
     """An OpenAI-style upstream (kind `openai`): requests go through, answers come back to be normalised
-    (`server.relay`). Told apart from `Upstream` at run time by `complete`."""
+    (`server.generation.relay`). Told apart from `Upstream` at run time by `complete`."""
 
     async def complete(self, path: str, body: dict[str, Any]) -> dict[str, Any]: ...
 

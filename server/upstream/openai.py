@@ -1,6 +1,6 @@
 """An OpenAI-compatible upstream (kind `openai`): TGI's own Messages API, the HF router's `/v1`, vLLM.
 
-The client's request goes through as it is (see `server.relay` for what is changed on the way back); this
+The client's request goes through as it is (see `server.generation.relay` for what is changed on the way back); this
 module only moves JSON: a whole answer, or the stream's chunks in batches of those that arrived together.
 HTTP, replicas, retries and deadlines are `server.upstream.http`'s. An error event inside the stream, in
 either shape (`{"error": "...", "error_type"}` from TGI, `{"error": {"message", ...}}` from OpenAI-style

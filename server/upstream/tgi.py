@@ -19,10 +19,10 @@ import httpx
 import orjson
 
 from server.errors import ProxyError, UpstreamError
-from server.schemas.tgi import GenerateParameters, GenerateResponse, Info, StreamResponse
 from server.upstream.base import Generated, Limits
 from server.upstream.errors import from_tgi_error, json_object
 from server.upstream.http import UpstreamHTTP
+from server.upstream.tgi_wire import GenerateParameters, GenerateResponse, Info, StreamResponse
 
 __all__ = ["TGI_ROUTES", "Routes", "TGIClient", "hf_inference_routes", "read_tgi_error"]
 

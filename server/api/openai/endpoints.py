@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.errors import ContextLengthExceeded, InvalidRequest, ProxyError
-from server.fanout import Job
-from server.formats import ChatFormat, CompletionFormat, Format
-from server.models import ServedModel
-from server.schemas.openai import ChatCompletionRequest, CompletionRequest
-from server.translate import (
+from server.api.openai.protocol import ChatCompletionRequest, CompletionRequest
+from server.api.openai.translate import (
     Plan,
     chat_plan,
     completion_plan,
@@ -18,6 +14,10 @@ from server.translate import (
     stop_list,
     with_defaults,
 )
+from server.errors import ContextLengthExceeded, InvalidRequest, ProxyError
+from server.generation.fanout import Job
+from server.generation.formats.openai import ChatFormat, CompletionFormat, Format
+from server.registry import ServedModel
 from server.upstream import Upstream
 
 __all__ = ["Work", "chat_work", "completion_work", "in_openai_terms"]

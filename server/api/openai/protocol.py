@@ -1,7 +1,7 @@
 """OpenAI request bodies, fields in the order of OpenAI's API reference.
 
 Validation is strict (no "1" for 1, no 1 for true) and ranges follow openai-openapi; a failure becomes a 400
-naming the field (see `server.validation`). Unknown fields are accepted and ignored, as vLLM and TGI do,
+naming the field (see `server.api.openai.validation`). Unknown fields are accepted and ignored, as vLLM and TGI do,
 so SDK `extra_body` keys never break a request. TGI's own sampling extras are declared so they pass through.
 """
 

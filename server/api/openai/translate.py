@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from server.api.openai.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from server.errors import InvalidRequest
-from server.schemas.openai import ChatCompletionRequest, CompletionRequest, SamplingFields
-from server.schemas.tgi import GenerateParameters
 from server.upstream.base import Limits
+from server.upstream.tgi_wire import GenerateParameters
 
 __all__ = [
     "Plan",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from server.choice import TokenLogprob
+from server.generation.choice import TokenLogprob
 
 __all__ = ["ChatFormat", "ChoiceResult", "CompletionFormat", "Format", "Usage"]
 

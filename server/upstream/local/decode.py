@@ -17,8 +17,8 @@ from collections.abc import Generator
 from typing import Any
 
 from server.errors import ContextLengthExceeded, InvalidRequest
-from server.schemas.tgi import FinishReason, GenerateParameters, PrefillToken, StreamResponse, Token
-from server.upstream.local_loader import LoadedModel
+from server.upstream.local.loader import LoadedModel
+from server.upstream.tgi_wire import FinishReason, GenerateParameters, PrefillToken, StreamResponse, Token
 
 __all__ = ["Generation", "refuse_unsupported"]
 

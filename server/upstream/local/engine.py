@@ -18,8 +18,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 from server.config import LocalModelConfig
-from server.schemas.tgi import StreamResponse
-from server.upstream.local_loader import LoadedModel, load_model
+from server.upstream.local.loader import LoadedModel, load_model
+from server.upstream.tgi_wire import StreamResponse
 
 __all__ = ["END", "Engine", "Job"]
 

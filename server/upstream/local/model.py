@@ -18,11 +18,11 @@ from pathlib import Path
 from server.config import LocalModelConfig
 from server.errors import LocalModelUnavailable, ProxyError, UpstreamFailed
 from server.prompts import ChatTemplate, TemplateLoadError, load_chat_template
-from server.schemas.tgi import Details, GenerateParameters, GenerateResponse, StreamResponse, Token
 from server.upstream.base import Generated, Limits, ModelState
-from server.upstream.local_decode import Generation, refuse_unsupported
-from server.upstream.local_engine import END, Delivery, Engine, Job
-from server.upstream.local_loader import INSTALL_HINT, LoadedModel, missing_requirements
+from server.upstream.local.decode import Generation, refuse_unsupported
+from server.upstream.local.engine import END, Delivery, Engine, Job
+from server.upstream.local.loader import INSTALL_HINT, LoadedModel, missing_requirements
+from server.upstream.tgi_wire import Details, GenerateParameters, GenerateResponse, StreamResponse, Token
 
 __all__ = ["LocalModel"]
 

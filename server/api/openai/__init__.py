@@ -1,0 +1,1 @@
+"""The OpenAI API: request models, validation, translation to upstream parameters, the endpoints."""

@@ -1,0 +1,1 @@
+"""The ASGI edge: body limits, the SSE response, access log, API keys, CORS, Host checks. No domain knowledge."""

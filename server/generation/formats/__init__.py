@@ -1,0 +1,1 @@
+"""Response shapes, streamed and whole."""

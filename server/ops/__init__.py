@@ -1,0 +1,1 @@
+"""Operations: metrics, logs, readiness, and the watch over every upstream call."""

@@ -1,0 +1,1 @@
+"""Kind `local`: the embedded model, run in this process."""
