@@ -53,7 +53,7 @@ class Plan:
         seed = self.parameters.get("seed")
         if j == 0 or seed is None:
             return self.parameters
-        return {**self.parameters, "seed": (seed + j) % 2**64}  # TGI seeds are u64
+        return {**self.parameters, "seed": _as_u64(seed + j)}
 
 
 def with_defaults(request: RequestT, defaults: dict[str, Any]) -> RequestT:
@@ -186,7 +186,7 @@ def _sampling(
     if request.frequency_penalty:
         parameters["frequency_penalty"] = request.frequency_penalty
     if request.seed is not None:
-        parameters["seed"] = request.seed
+        parameters["seed"] = _as_u64(request.seed)
     if stops:
         # TGI refuses more than max_stop_sequences; the proxy enforces the rest itself.
         parameters["stop"] = list(stops[: limits.max_stop_sequences])
@@ -199,6 +199,13 @@ def _sampling(
     if request.grammar is not None:
         parameters["grammar"] = request.grammar
     return parameters
+
+
+def _as_u64(seed: int) -> int:
+    """A seed as TGI takes it (a u64). OpenAI's seed is a signed 64-bit integer (openai-openapi
+    `CreateChatCompletionRequest.seed`), so a negative one wraps to the u64 with the same bits: every seed a
+    client may send is a valid, distinct TGI seed, and choice j's `seed + j` wraps the same way."""
+    return seed % 2**64
 
 
 def _within_cap(top: int | None, limits: Limits, param: str) -> int | None:
