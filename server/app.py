@@ -18,17 +18,20 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from server import __version__
-from server.api.routes import ClientGone, router, schema_components
+from server.api.routes import router, schema_components
 from server.config import ServerConfig, Settings
 from server.edge.access import AccessMiddleware
 from server.edge.auth import ApiKeyMiddleware
+from server.edge.body import ClientGone
 from server.edge.cors import EnvelopeCORSMiddleware, cors_options
+from server.edge.errors import error_response
 from server.edge.hosts import HostAllowlistMiddleware, guards_hosts
-from server.errors import HTTPFailure, InvalidRequest, ProxyError, error_response
+from server.errors import HTTPFailure, InvalidRequest, ProxyError
 from server.ops.metrics import Metrics
 from server.ops.observed import observer
 from server.ops.readiness import Readiness
 from server.registry import build_registry
+from server.state import AppState, install_state
 from server.upstream import Gate, Transport
 
 __all__ = ["create_app"]
@@ -55,10 +58,7 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
         await registry.aclose()
 
     app = FastAPI(title="hf-openai-proxy", version=__version__, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.models = registry
-    app.state.metrics = metrics
-    app.state.readiness = readiness
+    install_state(app, AppState(settings, registry, readiness))
     app.include_router(router)
     # Not in the OpenAPI document, whose answers are JSON: Prometheus text is for scrapers.
     app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)

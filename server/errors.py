@@ -1,4 +1,5 @@
-"""Every failure the proxy reports, as one hierarchy rendered in one place (`error_response`, below).
+"""Every failure the proxy reports, as one hierarchy; `body()` is its one wire shape, rendered as an HTTP answer
+in one place (`server.edge.errors.error_response`) and in-band by the stream formats.
 
     ProxyError                     500 server_error        (a bug: message carries no internals)
     ├── HTTPFailure                404/405/... from routing, status as given
@@ -26,7 +27,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from starlette.responses import Response
 
 __all__ = [
     "AuthenticationFailed",
@@ -43,7 +43,6 @@ __all__ = [
     "UpstreamLoading",
     "UpstreamOverloaded",
     "UpstreamTimeout",
-    "error_response",
 ]
 
 
@@ -192,8 +191,3 @@ class LocalModelUnavailable(UpstreamError):
     def __init__(self, message: str) -> None:
         # The OpenAI SDKs retry a 503 unless told not to; a missing install does not fix itself.
         super().__init__(message, headers={"x-should-retry": "false"})
-
-
-def error_response(exc: ProxyError) -> Response:
-    """The one HTTP rendering of an error, for the app's handlers and the middleware that answers early."""
-    return Response(exc.json_bytes(), status_code=exc.status, media_type="application/json", headers=exc.headers)

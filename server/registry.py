@@ -11,7 +11,9 @@ from typing import Any
 from server.config import ConfigError, ModelConfig, Settings
 from server.errors import ModelNotFound
 from server.prompts import ChatTemplate, TemplateLoadError, load_chat_template
-from server.upstream import Gate, InProcessModel, ModelState, Relay, Transport, Upstream, connect
+from server.upstream import Gate, ModelState, Transport, connect
+from server.upstream.base import InProcessModel
+from server.upstream.kinds import Backend, Translated
 
 __all__ = ["ModelRegistry", "ServedModel", "build_registry"]
 
@@ -19,18 +21,17 @@ OWNER = "hf-openai-proxy"
 
 logger = logging.getLogger(__name__)
 
-UpstreamObserver = Callable[[str, Upstream | Relay], Upstream | Relay]  # (model name, upstream) -> what to use
+UpstreamObserver = Callable[[str, Backend], Backend]  # (model name, backend) -> what to use
 
 
 @dataclass(frozen=True, slots=True)
 class ServedModel:
     name: str
     config: ModelConfig
-    upstream: Upstream | Relay  # an OpenAI-style upstream is relayed (`server.generation.relay`), not translated
+    backend: Backend  # translated (TGI's parameters) or relayed (an OpenAI-style upstream), by kind
     template: ChatTemplate | None
     created: int
     gate: Gate  # this model's share of upstream capacity (`server.upstream.admission`)
-    in_process: InProcessModel | None = None  # the model itself, when this process holds it (kind local)
 
     def card(self) -> dict[str, Any]:
         """The OpenAI `Model` object; a model held in this process also says whether it is loaded."""
@@ -42,12 +43,19 @@ class ServedModel:
     @property
     def status(self) -> ModelState | None:
         """`loading`, `loaded` or `unavailable` for a model held in this process (kind local), else None."""
-        return self.in_process.state() if self.in_process is not None else None
+        in_process = self.in_process
+        return in_process.state() if in_process is not None else None
+
+    @property
+    def in_process(self) -> InProcessModel | None:
+        """The model itself, when this process holds it (kind local)."""
+        return self.backend.in_process if isinstance(self.backend, Translated) else None
 
     async def chat_template(self) -> ChatTemplate | None:
         """The configured template, else the one the model itself ships (kind local)."""
-        if self.template is None and self.in_process is not None:
-            return await self.in_process.chat_template()
+        in_process = self.in_process
+        if self.template is None and in_process is not None:
+            return await in_process.chat_template()
         return self.template
 
 
@@ -67,7 +75,7 @@ class ModelRegistry:
 
     async def aclose(self) -> None:
         for model in self._models:
-            await model.upstream.aclose()
+            await model.backend.aclose()
 
 
 def build_registry(
@@ -89,11 +97,10 @@ def build_registry(
         gate = Gate(
             limit=limits.max_concurrency, queue=limits.max_queue, timeout=limits.queue_timeout, name=config.name
         )
-        upstream = connect(limits, model=config.name, gate=gate, transport=transport, where=f"{where}.upstream")
-        in_process = upstream if isinstance(upstream, InProcessModel) else None
-        if template is None and in_process is None:
+        backend = connect(limits, model=config.name, gate=gate, transport=transport, where=f"{where}.upstream")
+        if template is None and not (isinstance(backend, Translated) and backend.in_process is not None):
             logger.warning("model %s has no chat_template: it serves /v1/completions only", config.name)
         if observe is not None:
-            upstream = observe(config.name, upstream)
-        models.append(ServedModel(config.name, config, upstream, template, created, gate, in_process))
+            backend = observe(config.name, backend)
+        models.append(ServedModel(config.name, config, backend, template, created, gate))
     return ModelRegistry(models)

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from server.generation.choice import UNKNOWN_LOGPROB, ChoiceState, Piece, TokenLogprob, openai_finish_reason
+from server.generation.choice import UNKNOWN_LOGPROB, ChoiceState, Piece, TokenLogprob
+from server.generation.finish import final_finish_reason
 from server.upstream.tgi_wire import Token
 
 
@@ -36,7 +37,7 @@ def all_logprobs(pieces: Sequence[Piece], last: Piece) -> list[TokenLogprob]:
     ("tgi", "openai"), [("eos_token", "stop"), ("stop_sequence", "stop"), ("length", "length"), (None, "stop")]
 )
 def test_finish_reason_mapping(tgi: str | None, openai: str) -> None:
-    assert openai_finish_reason(tgi) == openai
+    assert final_finish_reason(tgi) == openai
 
 
 def test_special_tokens_never_produce_text() -> None:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from server.cli import flag_overrides, parse_args
 from server.config import ConfigError, Settings, UpstreamConfig, load_settings, read_config_file
 from server.registry import build_registry
-from server.upstream import Relay
+from server.upstream.kinds import Relayed, Translated
 
 BASE_MODEL: dict[str, Any] = {
     "name": "llama",
@@ -262,8 +262,8 @@ async def test_registry_builds_every_http_kind() -> None:
     ]
     registry = build_registry(Settings.model_validate({"models": models}))
     try:
-        assert isinstance(registry.get("gpt").upstream, Relay)
-        assert not isinstance(registry.get("hf").upstream, Relay)
+        assert isinstance(registry.get("gpt").backend, Relayed)
+        assert isinstance(registry.get("hf").backend, Translated)
     finally:
         await registry.aclose()
 

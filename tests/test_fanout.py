@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.generation.fanout import Job, MergedStreams
+from server.generation.fanout import MergedStreams
+from server.generation.plan import Job
 
 
 def job(index: int) -> Job:

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from server.generation.choice import ChoiceState, TokenLogprob
-from server.generation.formats.openai import ChatFormat, ChoiceResult, CompletionFormat, Usage
+from server.generation.formats.base import ChoiceResult, Usage
+from server.generation.formats.chat import ChatAnswer, ChatStream
+from server.generation.formats.completion import CompletionAnswer, CompletionStream
 from server.upstream.tgi_wire import Token
 
 MODEL = "org/model-7b"
@@ -30,20 +32,20 @@ def parse_chunk(chunk: bytes) -> dict[str, Any]:
     return parsed
 
 
-def chat_chunks(fmt: ChatFormat) -> list[bytes]:
+def chat_chunks(fmt: ChatStream) -> list[bytes]:
     return [
-        fmt.start(0, ""),
+        fmt.start(0),
         fmt.content(0, "Hello", None),
         fmt.content(0, TRICKY, None),
         fmt.finish(0, "stop"),
-        fmt.start(1, ""),
+        fmt.start(1),
         fmt.finish(1, "length"),
     ]
 
 
-def completion_chunks(fmt: CompletionFormat) -> list[bytes]:
+def completion_chunks(fmt: CompletionStream) -> list[bytes]:
     return [
-        fmt.start(0, "echoed prompt "),
+        fmt.start(0) + fmt.content(0, "echoed prompt ", None),
         fmt.content(0, "Hello", None),
         fmt.content(0, TRICKY, None),
         fmt.finish(0, "length"),
@@ -55,7 +57,7 @@ def completion_chunks(fmt: CompletionFormat) -> list[bytes]:
 
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_chat_chunks_share_id_created_model(include_usage: bool) -> None:
-    fmt = ChatFormat(MODEL, include_usage=include_usage, top_logprobs=0)
+    fmt = ChatStream(MODEL, include_usage=include_usage, top_logprobs=0)
     chunks = [parse_chunk(c) for c in chat_chunks(fmt)]
     assert {(c["id"], c["created"], c["model"], c["object"]) for c in chunks} == {
         (fmt.id, fmt.created, MODEL, "chat.completion.chunk")
@@ -71,7 +73,7 @@ def test_chat_chunks_share_id_created_model(include_usage: bool) -> None:
 
 @pytest.mark.parametrize("include_usage", [False, True])
 def test_completion_chunks_share_id_created_model(include_usage: bool) -> None:
-    fmt = CompletionFormat(MODEL, include_usage=include_usage, top_logprobs=0)
+    fmt = CompletionStream(MODEL, include_usage=include_usage, top_logprobs=0)
     chunks = [parse_chunk(c) for c in completion_chunks(fmt)]
     assert {(c["id"], c["created"], c["model"], c["object"]) for c in chunks} == {
         (fmt.id, fmt.created, MODEL, "text_completion")
@@ -84,19 +86,19 @@ def test_completion_chunks_share_id_created_model(include_usage: bool) -> None:
 
 
 def test_two_formats_have_different_ids() -> None:
-    first = ChatFormat(MODEL, include_usage=False, top_logprobs=0)
-    second = ChatFormat(MODEL, include_usage=False, top_logprobs=0)
+    first = ChatStream(MODEL, include_usage=False, top_logprobs=0)
+    second = ChatStream(MODEL, include_usage=False, top_logprobs=0)
     assert first.id != second.id
 
 
 def test_model_name_with_quotes_is_escaped() -> None:
-    fmt = ChatFormat('we"ird\\name', include_usage=True, top_logprobs=0)
-    assert parse_chunk(fmt.start(0, ""))["model"] == 'we"ird\\name'
+    fmt = ChatStream('we"ird\\name', include_usage=True, top_logprobs=0)
+    assert parse_chunk(fmt.start(0))["model"] == 'we"ird\\name'
 
 
 def test_chat_first_chunk() -> None:
-    fmt = ChatFormat(MODEL, include_usage=False, top_logprobs=0)
-    choice = parse_chunk(fmt.start(3, ""))["choices"][0]
+    fmt = ChatStream(MODEL, include_usage=False, top_logprobs=0)
+    choice = parse_chunk(fmt.start(3))["choices"][0]
     assert choice == {
         "index": 3,
         "delta": {"role": "assistant", "content": ""},
@@ -106,20 +108,20 @@ def test_chat_first_chunk() -> None:
 
 
 def test_chat_content_chunk() -> None:
-    fmt = ChatFormat(MODEL, include_usage=False, top_logprobs=0)
+    fmt = ChatStream(MODEL, include_usage=False, top_logprobs=0)
     choice = parse_chunk(fmt.content(2, "Hello", None))["choices"][0]
     assert choice == {"index": 2, "delta": {"content": "Hello"}, "logprobs": None, "finish_reason": None}
 
 
 @pytest.mark.parametrize("reason", ["stop", "length"])
 def test_chat_finish_chunk(reason: str) -> None:
-    fmt = ChatFormat(MODEL, include_usage=False, top_logprobs=0)
+    fmt = ChatStream(MODEL, include_usage=False, top_logprobs=0)
     choice = parse_chunk(fmt.finish(1, reason))["choices"][0]
     assert choice == {"index": 1, "delta": {}, "logprobs": None, "finish_reason": reason}
 
 
 def test_chat_content_logprobs() -> None:
-    fmt = ChatFormat(MODEL, include_usage=False, top_logprobs=2)
+    fmt = ChatStream(MODEL, include_usage=False, top_logprobs=2)
     logprobs = parse_chunk(fmt.content(0, "Hello!", LOGPROBS))["choices"][0]["logprobs"]
     assert logprobs["refusal"] is None
     content = logprobs["content"]
@@ -131,15 +133,15 @@ def test_chat_content_logprobs() -> None:
 
 
 def test_chat_logprob_bytes_are_utf8() -> None:
-    fmt = ChatFormat(MODEL, include_usage=False, top_logprobs=1)
+    fmt = ChatStream(MODEL, include_usage=False, top_logprobs=1)
     content = parse_chunk(fmt.content(0, "日", [("日", -1.0, [("本", -2.0)])]))["choices"][0]["logprobs"]["content"]
     assert content[0]["bytes"] == list("日".encode())
     assert content[0]["top_logprobs"][0]["bytes"] == list("本".encode())
 
 
 def test_completion_chunk_shape() -> None:
-    fmt = CompletionFormat(MODEL, include_usage=False, top_logprobs=0)
-    fmt.start(0, "")
+    fmt = CompletionStream(MODEL, include_usage=False, top_logprobs=0)
+    fmt.start(0)
     choice = parse_chunk(fmt.content(0, "Hello", None))["choices"][0]
     assert choice == {"text": "Hello", "index": 0, "logprobs": None, "finish_reason": None}
     finish = parse_chunk(fmt.finish(0, "length"))["choices"][0]
@@ -147,28 +149,28 @@ def test_completion_chunk_shape() -> None:
 
 
 def test_completion_start_without_echo_sends_nothing() -> None:
-    fmt = CompletionFormat(MODEL, include_usage=True, top_logprobs=0)
-    assert fmt.start(0, "") == b""
+    fmt = CompletionStream(MODEL, include_usage=True, top_logprobs=0)
+    assert fmt.start(0) == b""
 
 
 def test_completion_start_with_echo_sends_the_prompt() -> None:
-    fmt = CompletionFormat(MODEL, include_usage=False, top_logprobs=0)
-    choice = parse_chunk(fmt.start(0, "Once upon"))["choices"][0]
+    fmt = CompletionStream(MODEL, include_usage=False, top_logprobs=0)
+    choice = parse_chunk(fmt.start(0) + fmt.content(0, "Once upon", None))["choices"][0]
     assert choice["text"] == "Once upon"
     assert choice["finish_reason"] is None
 
 
 @pytest.mark.parametrize("text", [TRICKY, "", "\u0000\u001f", "😀" * 3, '"', "\\"])
 def test_text_is_escaped(text: str) -> None:
-    chat = ChatFormat(MODEL, include_usage=True, top_logprobs=0)
+    chat = ChatStream(MODEL, include_usage=True, top_logprobs=0)
     assert parse_chunk(chat.content(0, text, None))["choices"][0]["delta"]["content"] == text
-    completion = CompletionFormat(MODEL, include_usage=True, top_logprobs=0)
+    completion = CompletionStream(MODEL, include_usage=True, top_logprobs=0)
     assert parse_chunk(completion.content(0, text, None))["choices"][0]["text"] == text
 
 
 def test_completion_stream_logprobs_and_text_offset() -> None:
-    fmt = CompletionFormat(MODEL, include_usage=False, top_logprobs=1)
-    fmt.start(0, "")
+    fmt = CompletionStream(MODEL, include_usage=False, top_logprobs=1)
+    fmt.start(0)
     first = parse_chunk(fmt.content(0, "Hel", LOGPROBS[:1]))["choices"][0]["logprobs"]
     second = parse_chunk(fmt.content(0, "lo!", LOGPROBS[1:]))["choices"][0]["logprobs"]
     assert first["tokens"] == ["Hel"]
@@ -181,7 +183,7 @@ def test_completion_stream_logprobs_and_text_offset() -> None:
 
 
 def test_usage_chunk() -> None:
-    fmt = ChatFormat(MODEL, include_usage=True, top_logprobs=0)
+    fmt = ChatStream(MODEL, include_usage=True, top_logprobs=0)
     chunk = parse_chunk(fmt.usage(Usage(prompt_tokens=7, completion_tokens=5)))
     assert chunk["id"] == fmt.id
     assert chunk["model"] == MODEL
@@ -194,7 +196,7 @@ def test_usage_chunk() -> None:
 
 
 def test_chat_response_shape() -> None:
-    fmt = ChatFormat(MODEL, include_usage=False, top_logprobs=0)
+    fmt = ChatAnswer(MODEL, top_logprobs=0)
     body = fmt.response(
         [ChoiceResult(0, TRICKY, "stop", None), ChoiceResult(1, "", "length", None)],
         Usage(prompt_tokens=10, completion_tokens=4),
@@ -217,7 +219,7 @@ def test_chat_response_shape() -> None:
 
 
 def test_chat_response_logprobs() -> None:
-    fmt = ChatFormat(MODEL, include_usage=False, top_logprobs=1)
+    fmt = ChatAnswer(MODEL, top_logprobs=1)
     body = fmt.response([ChoiceResult(0, "Hello!", "stop", LOGPROBS)], Usage(1, 3))
     logprobs = body["choices"][0]["logprobs"]
     assert logprobs["refusal"] is None
@@ -226,13 +228,13 @@ def test_chat_response_logprobs() -> None:
 
 
 def test_chat_response_empty_logprobs_is_a_list_not_null() -> None:
-    fmt = ChatFormat(MODEL, include_usage=False, top_logprobs=0)
+    fmt = ChatAnswer(MODEL, top_logprobs=0)
     body = fmt.response([ChoiceResult(0, "", "stop", [])], Usage(1, 0))
     assert body["choices"][0]["logprobs"] == {"content": [], "refusal": None}
 
 
 def test_completion_response_shape() -> None:
-    fmt = CompletionFormat(MODEL, include_usage=False, top_logprobs=0)
+    fmt = CompletionAnswer(MODEL, top_logprobs=0)
     body = fmt.response([ChoiceResult(0, "generated", "length", None, prefix="prompt ")], Usage(3, 2))
     assert body["object"] == "text_completion"
     assert body["id"].startswith("cmpl-")
@@ -242,7 +244,7 @@ def test_completion_response_shape() -> None:
 
 @pytest.mark.parametrize("k", [0, 1, 2, 5])
 def test_completion_response_logprobs(k: int) -> None:
-    fmt = CompletionFormat(MODEL, include_usage=False, top_logprobs=k)
+    fmt = CompletionAnswer(MODEL, top_logprobs=k)
     body = fmt.response([ChoiceResult(0, "Hello!", "stop", LOGPROBS, prefix="Say: ")], Usage(2, 3))
     logprobs = body["choices"][0]["logprobs"]
     assert set(logprobs) == {"tokens", "token_logprobs", "top_logprobs", "text_offset"}
@@ -267,9 +269,9 @@ def test_completion_stream_text_offset_matches_response_when_text_is_held(prefix
     tokens = tokens_of(["a", "bS", "X", "cd"])
     stops = ["ST"]
 
-    stream = CompletionFormat(MODEL, include_usage=False, top_logprobs=0)
+    stream = CompletionStream(MODEL, include_usage=False, top_logprobs=0)
     state = ChoiceState(stops, want_logprobs=True)
-    start = stream.start(0, prefix)
+    start = stream.start(0) + (stream.content(0, prefix, None) if prefix else b"")
     chunks = [start] if start else []
     for token in tokens:
         piece = state.add(token)
@@ -286,7 +288,7 @@ def test_completion_stream_text_offset_matches_response_when_text_is_held(prefix
         if choice["logprobs"] is not None:
             streamed_offsets.extend(choice["logprobs"]["text_offset"])
 
-    whole = CompletionFormat(MODEL, include_usage=False, top_logprobs=0)
+    whole = CompletionAnswer(MODEL, top_logprobs=0)
     state = ChoiceState(stops, want_logprobs=True)
     logprobs: list[TokenLogprob] = []
     text = ""

@@ -19,6 +19,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from server.app import create_app
 from server.config import LocalModelConfig, Settings
+from server.state import state_of
 from server.upstream.local import loader as local_loader
 from server.upstream.local.engine import Engine
 from server.upstream.local.loader import gguf_path
@@ -44,7 +45,7 @@ def local() -> Iterator[Local]:
     """One proxy for the module: loading the model (converting its GGUF on a machine's first run) is the slow part."""
     settings = Settings.model_validate({"models": [{"name": MODEL, "upstream": {"kind": "local"}}]})
     app = create_app(settings)
-    upstream = app.state.models.get(MODEL).in_process
+    upstream = state_of(app).models.get(MODEL).in_process
     assert isinstance(upstream, LocalModel) and upstream.engine is not None
     with LoopbackServer(app) as server:
         deadline = time.monotonic() + 600  # a cold conversion takes about 30 s; a busy machine, longer

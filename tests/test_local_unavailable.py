@@ -15,6 +15,7 @@ import pytest
 
 from server.app import create_app
 from server.config import LocalModelConfig, Settings
+from server.state import state_of
 from server.upstream.local import loader as local_loader
 from server.upstream.local import model as local_module
 from server.upstream.local.model import LocalModel
@@ -79,7 +80,7 @@ async def test_a_model_that_cannot_be_loaded_is_reported(tmp_path: Path, fake_tg
         settings({"gguf_file": str(tmp_path / "absent.gguf"), "cache_dir": str(tmp_path)}),
         upstream_transport=httpx.ASGITransport(app=fake_tgi.app),
     )
-    upstream = app.state.models.get("local").in_process
+    upstream = state_of(app).models.get("local").in_process
     assert isinstance(upstream, LocalModel)
     deadline = time.monotonic() + 120  # the worker imports torch and transformers before it looks for the file
     while upstream.state() == "loading" and time.monotonic() < deadline:

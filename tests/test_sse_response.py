@@ -11,19 +11,23 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from server.edge.sse import DONE, SSEResponse
+from server.edge.sse import SSEResponse
+from server.generation.framing import DONE
+from server.generation.run import StreamEnd
 
 
-async def slow_tail() -> AsyncIterator[bytes]:
+async def slow_tail(ending: StreamEnd) -> AsyncIterator[bytes]:
     yield b'data: {"a":1}\n\n'
     await asyncio.sleep(0.25)  # a keep-alive comment (every 0.1 s) belongs here...
+    ending.final = DONE
     yield DONE
     await asyncio.sleep(0.25)  # ...but not here, after the end of the stream
 
 
 async def test_keepalive_never_follows_done() -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await SSEResponse(slow_tail(), ping_seconds=0.1)(scope, receive, send)
+        ending = StreamEnd()
+        await SSEResponse(slow_tail(ending), ending=ending, ping_seconds=0.1)(scope, receive, send)
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sse.test") as client:
         response = await client.get("/")
@@ -47,13 +51,16 @@ async def test_chunks_are_sent_without_a_cancel_scope_each(monkeypatch: pytest.M
 
     monkeypatch.setattr(anyio, "move_on_after", counting_move_on_after)  # as sse-starlette calls it
 
+    ending = StreamEnd()
+
     async def many() -> AsyncIterator[bytes]:
         for index in range(50):
             yield b'data: {"i":%d}\n\n' % index
+        ending.final = DONE
         yield DONE
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await SSEResponse(many(), ping_seconds=15)(scope, receive, send)
+        await SSEResponse(many(), ending=ending, ping_seconds=15)(scope, receive, send)
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sse.test") as client:
         response = await client.get("/")

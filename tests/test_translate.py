@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from server.api.openai.protocol import ChatCompletionRequest, CompletionRequest
-from server.api.openai.translate import Plan, chat_plan, completion_plan, prompts_of, stop_list, with_defaults
+from server.api.openai.translate import chat_plan, completion_plan, prompts_of, stop_list, with_defaults
 from server.errors import InvalidRequest
+from server.generation.plan import Plan
 from server.upstream.base import Limits
 
 LIMITS = Limits()

@@ -18,9 +18,10 @@ from server.errors import (
     UpstreamLoading,
     UpstreamOverloaded,
 )
-from server.upstream import Gate, Relay, Upstream, connect
+from server.upstream import Gate, Upstream, connect
 from server.upstream.errors import from_tgi_error
 from server.upstream.http import close_response
+from server.upstream.kinds import Translated
 from server.upstream.tgi_wire import GenerateParameters, StreamResponse
 
 PARAMS: GenerateParameters = {"do_sample": False, "details": True, "max_new_tokens": 4}
@@ -34,9 +35,9 @@ FINAL = (
 def client_for(handler: Callable[[httpx.Request], httpx.Response], token: str | None = None) -> Upstream:
     config = UpstreamConfig.model_validate({"kind": "tgi", "url": "http://tgi.test", "token": token, "retries": 0})
     gate = Gate(limit=4, queue=0, timeout=1, name="m")
-    upstream = connect(config, model="m", gate=gate, transport=httpx.MockTransport(handler))
-    assert not isinstance(upstream, Relay)
-    return upstream
+    backend = connect(config, model="m", gate=gate, transport=httpx.MockTransport(handler))
+    assert isinstance(backend, Translated)
+    return backend.upstream
 
 
 def sse(body: bytes) -> Callable[[httpx.Request], httpx.Response]:

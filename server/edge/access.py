@@ -25,7 +25,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.context import RequestContext, current_request
-from server.errors import ProxyError, error_response
+from server.edge.errors import error_response
+from server.errors import ProxyError
 from server.ops.logs import fields
 from server.ops.metrics import Metrics
 

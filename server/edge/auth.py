@@ -15,7 +15,8 @@ from collections.abc import Collection, Sequence
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.errors import AuthenticationFailed, error_response
+from server.edge.errors import error_response
+from server.errors import AuthenticationFailed
 
 __all__ = ["ApiKeyMiddleware"]
 

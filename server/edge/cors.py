@@ -15,7 +15,8 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from server.config import ServerConfig
-from server.errors import InvalidRequest, error_response
+from server.edge.errors import error_response
+from server.errors import InvalidRequest
 
 __all__ = ["EnvelopeCORSMiddleware", "cors_options"]
 

@@ -21,7 +21,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.config import ServerConfig
-from server.errors import HostNotAllowed, error_response
+from server.edge.errors import error_response
+from server.errors import HostNotAllowed
 
 __all__ = ["HostAllowlistMiddleware", "guards_hosts", "is_loopback"]
 

@@ -1,8 +1,9 @@
 """One choice's generation, token by token: what text to send, which logprobs go with it, and why it ended.
 
 Pure state, no I/O; the stream and non-stream paths both use it, so they agree byte for byte. Rules:
-special tokens (EOS such as `</s>`, `<|eot_id|>`) are never text (tgi-protocol.md §1.4); stop strings are
-cut by `StopTrimmer`; TGI's finish reasons map to OpenAI's (`eos_token`/`stop_sequence` -> `stop`).
+special tokens (EOS such as `</s>`, `<|eot_id|>`; TGI marks them `"special": true` in each `Token`, see TGI's
+`router/src/lib.rs`) are never text; stop strings are cut by `StopTrimmer`; TGI's finish reasons map to OpenAI's
+(`server.generation.finish`).
 """
 
 from __future__ import annotations
@@ -10,20 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from server.generation.finish import final_finish_reason
 from server.generation.stops import StopTrimmer
 from server.upstream.tgi_wire import Details, StreamDetails, Token
 
-__all__ = ["ChoiceState", "Piece", "TokenLogprob", "openai_finish_reason"]
+__all__ = ["ChoiceState", "Piece", "TokenLogprob"]
 
 # A token's logprob with its alternatives: (text, logprob, [(text, logprob), ...]).
 TokenLogprob = tuple[str, float, list[tuple[str, float]]]
 
 # OpenAI's stand-in for "very unlikely", used where TGI reports NaN as null.
 UNKNOWN_LOGPROB = -9999.0
-
-
-def openai_finish_reason(tgi_reason: str | None) -> str:
-    return "length" if tgi_reason == "length" else "stop"
 
 
 @dataclass(slots=True)
@@ -73,7 +71,7 @@ class ChoiceState:
         A stop the proxy found is `stop` whatever TGI said; without final details (the proxy stopped the
         stream first, or the upstream ignored `details`) the tokens seen are all there is to count.
         """
-        reason = "stop" if self.stopped_by_proxy else openai_finish_reason(details and details["finish_reason"])
+        reason = "stop" if self.stopped_by_proxy else final_finish_reason(details and details["finish_reason"])
         return reason, details["generated_tokens"] if details else self.generated_tokens
 
     def _release(self, upto: int, *, stopped: bool) -> list[TokenLogprob] | None:

@@ -7,13 +7,13 @@ choice indexes on the wire. Closing the merge (the client left) cancels every up
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from server.upstream.tgi_wire import GenerateParameters
+__all__ = ["Keyed", "MergedStreams", "Ready", "gather_or_cancel"]
 
-__all__ = ["Job", "Keyed", "MergedStreams", "Ready", "gather_or_cancel"]
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 E = TypeVar("E")  # an upstream event: TGI's StreamResponse, or an OpenAI-style chunk
@@ -29,17 +29,6 @@ class Keyed(Protocol):
 J = TypeVar("J", bound=Keyed)
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One upstream generation: choice `index` of the OpenAI answer."""
-
-    index: int
-    prompt: str
-    prompt_index: int  # usage counts each prompt once, however many choices it has
-    parameters: GenerateParameters
-    prefix: str = ""  # completions `echo`
-
-
 async def gather_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
     """Like `asyncio.gather`, but the first failure cancels the other calls instead of leaving them running."""
     if len(calls) == 1:
@@ -52,10 +41,10 @@ async def gather_or_cancel(calls: Sequence[Awaitable[T]]) -> list[T]:
             task.cancel()
 
 
-_DONE = object()
+_STREAM_ENDED = object()
 
 Ready = list[tuple[J, list[E]]]
-_Item = tuple[J, list[E] | BaseException | object]  # a batch of events, a failure, or `_DONE`
+_Item = tuple[J, list[E] | BaseException | object]  # a batch of events, a failure, or `_STREAM_ENDED`
 
 
 class MergedStreams(Generic[J, E]):
@@ -71,7 +60,8 @@ class MergedStreams(Generic[J, E]):
         self._jobs = jobs
         self._open = open_stream
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self.closed = False  # set by the owner once it has started closing
+        self._events: AsyncGenerator[Ready[J, E], None] | None = None
+        self._closing = False
         self._queue: asyncio.Queue[_Item[J, E]] = asyncio.Queue()
         self._held: _Item[J, E] | None = None  # taken by `arrived`, handed on first by `events`
 
@@ -87,9 +77,13 @@ class MergedStreams(Generic[J, E]):
             return False
         return True
 
-    async def events(self) -> AsyncGenerator[Ready[J, E], None]:
+    def events(self) -> AsyncGenerator[Ready[J, E], None]:
         """What has arrived since the last step, in arrival order: `(job, batch)` pairs, at least one per
-        step. `arrived` first; `aclose` when done, also after an early exit."""
+        step. `arrived` first; `close` (or `aclose`) when done, also after an early exit."""
+        self._events = self._arrivals()
+        return self._events
+
+    async def _arrivals(self) -> AsyncGenerator[Ready[J, E], None]:
         remaining = len(self._jobs)
         queue = self._queue
         while remaining:
@@ -101,7 +95,7 @@ class MergedStreams(Generic[J, E]):
                 arrived.append(queue.get_nowait())
             ready: Ready[J, E] = []
             for job, item in arrived:
-                if item is _DONE:
+                if item is _STREAM_ENDED:
                     remaining -= 1
                 elif isinstance(item, BaseException):
                     if ready:  # what came before the failure still reaches the client
@@ -118,7 +112,25 @@ class MergedStreams(Generic[J, E]):
         if task is not None:
             task.cancel()
 
+    async def close(self) -> None:
+        """Close the events and stop every upstream call, in a task of its own: sse-starlette cancels a
+        departed client's stream through an anyio cancel scope, which re-cancels every await of ours, and the
+        upstream connections must still be closed properly. Closing twice does nothing, without awaiting."""
+        if self._closing:
+            return
+        self._closing = True
+        await asyncio.shield(asyncio.ensure_future(self._shutdown()))
+
+    async def _shutdown(self) -> None:
+        closes = [self.aclose] if self._events is None else [self._events.aclose, self.aclose]
+        for close in closes:
+            try:
+                await close()
+            except Exception:  # a failure while closing is not news to the client: the stream already ended
+                logger.debug("upstream stream failed while closing", exc_info=True)
+
     async def aclose(self) -> None:
+        """Cancel every upstream call and wait until they have ended."""
         for task in self._tasks.values():
             task.cancel()
         if self._tasks:
@@ -129,9 +141,9 @@ class MergedStreams(Generic[J, E]):
             async for event in self._open(job):
                 self._queue.put_nowait((job, event))
         except asyncio.CancelledError:
-            self._queue.put_nowait((job, _DONE))
+            self._queue.put_nowait((job, _STREAM_ENDED))
             raise
         except Exception as exc:  # handed to the consumer, which renders it
             self._queue.put_nowait((job, exc))
             return
-        self._queue.put_nowait((job, _DONE))
+        self._queue.put_nowait((job, _STREAM_ENDED))

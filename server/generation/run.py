@@ -1,43 +1,37 @@
 """Run a request's jobs against the upstream and shape the results: a whole answer, or SSE bytes.
 
-Stream contract (openai-contract.md §3, §7 items 19-31): a role chunk per choice first (index 0 first), content
-chunks, exactly one finish chunk per choice, the usage chunk when asked, then `data: [DONE]`. An error after
-the first byte becomes one `data: {"error": {...}}` event followed by `data: [DONE]`, never a cut connection.
+Stream contract (https://platform.openai.com/docs/api-reference/chat-streaming): a role chunk per choice first
+(index 0 first), content chunks, exactly one finish chunk per choice, the usage chunk when asked, then the
+format's end (`data: [DONE]`). An error after the first byte is reported in-band, in the format's own way
+(`StreamFormat.failure`), never as a cut connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from server.api.openai.translate import Plan
-from server.edge.sse import DONE
 from server.errors import ProxyError
 from server.generation.choice import ChoiceState, TokenLogprob
-from server.generation.fanout import Job, Keyed, MergedStreams, Ready, gather_or_cancel
-from server.generation.formats.openai import ChoiceResult, Format, Usage
+from server.generation.fanout import Keyed, MergedStreams, Ready, gather_or_cancel
+from server.generation.formats.base import ChoiceResult, StreamFormat, Usage
+from server.generation.framing import PING
+from server.generation.parse.base import OutputParser, PassThrough
+from server.generation.parse.pieces import OutputPiece
+from server.generation.plan import Job, Plan
 from server.upstream.base import Upstream
 from server.upstream.tgi_wire import StreamDetails, StreamResponse
 
-__all__ = ["Consumer", "complete", "error_event", "open_stream", "stream_jobs"]
+__all__ = ["Consumer", "EventStream", "StreamEnd", "TGIChoices", "complete", "open_stream", "stream_jobs"]
 
 logger = logging.getLogger(__name__)
-
-PING = b": ping\n\n"
 
 J = TypeVar("J", bound=Keyed)
 E = TypeVar("E")
 J_in = TypeVar("J_in", bound=Keyed, contravariant=True)
 E_in = TypeVar("E_in", contravariant=True)
-
-
-def error_event(exc: BaseException) -> bytes:
-    if not isinstance(exc, ProxyError):
-        logger.error("unexpected error inside a stream", exc_info=exc)
-        exc = ProxyError("The server had an error while processing your request.")
-    return b"data: " + exc.json_bytes() + b"\n\n"
 
 
 async def complete(upstream: Upstream, jobs: Sequence[Job], plan: Plan) -> tuple[list[ChoiceResult], Usage]:
@@ -57,23 +51,26 @@ async def _complete_one(upstream: Upstream, job: Job, plan: Plan) -> tuple[Choic
     generated = await upstream.generate(job.prompt, job.parameters)
     details = generated.response.get("details")
     state = ChoiceState(plan.stops, want_logprobs=plan.top_logprobs is not None)
+    parser: OutputParser = PassThrough()
     text: list[str] = []
     logprobs: list[TokenLogprob] = []
+
+    def take(parts: Sequence[OutputPiece]) -> None:
+        for part in parts:
+            text.append(part.text)
+            logprobs.extend(part.logprobs or ())
+
     if details is not None:
         tops = details.get("top_tokens") or []
         for i, token in enumerate(details["tokens"]):
-            piece = state.add(token, tops[i] if i < len(tops) else None)
-            text.append(piece.text)
-            logprobs.extend(piece.logprobs or ())
+            take(parser.feed(state.add(token, tops[i] if i < len(tops) else None)))
             if state.stopped:
                 break
     else:  # an upstream that ignored `details`: its text is all there is
-        text.append(
-            state.add({"id": 0, "text": generated.response["generated_text"], "logprob": None, "special": False}).text
-        )
-    rest = state.finish()
-    text.append(rest.text)
-    logprobs.extend(rest.logprobs or ())
+        whole = generated.response["generated_text"]
+        take(parser.feed(state.add({"id": 0, "text": whole, "logprob": None, "special": False})))
+    take(parser.feed(state.finish()))
+    take(parser.finish())
     reason, completion_tokens = state.outcome(details)
     prompt_tokens = generated.prompt_tokens
     if prompt_tokens is None:
@@ -91,8 +88,8 @@ async def _complete_one(upstream: Upstream, job: Job, plan: Plan) -> tuple[Choic
 
 
 class Consumer(Protocol[J_in, E_in]):
-    """Turns a stream's event batches into SSE bytes: `_Tally` for TGI jobs, `server.generation.relay` for
-    OpenAI-style upstreams."""
+    """Turns a stream's event batches into SSE bytes: `TGIChoices` for TGI jobs, `server.generation.relay`
+    for OpenAI-style upstreams."""
 
     open_choices: int
 
@@ -101,39 +98,74 @@ class Consumer(Protocol[J_in, E_in]):
         ...
 
     async def tail(self) -> bytes:
-        """The bytes before `data: [DONE]` (the usage chunk), once every choice has finished."""
+        """The bytes before the format's end (the usage chunk), once every choice has finished."""
         ...
 
 
+class StreamEnd:
+    """Where a stream body says which chunk is its last, once it knows: the SSE response sends nothing after it
+    (`server.edge.sse`)."""
+
+    __slots__ = ("final",)
+
+    def __init__(self) -> None:
+        self.final: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventStream:
+    """An answer's SSE body, and where it marks its last chunk."""
+
+    body: AsyncIterator[bytes]
+    end: StreamEnd
+
+
 def stream_jobs(
-    upstream: Upstream, jobs: Sequence[Job], plan: Plan, fmt: Format, *, first_event_timeout: float
-) -> Awaitable[AsyncIterator[bytes]]:
+    upstream: Upstream, jobs: Sequence[Job], plan: Plan, fmt: StreamFormat, *, first_event_timeout: float
+) -> Awaitable[EventStream]:
     """The SSE body of a request's TGI jobs, see `open_stream`."""
-    merged = MergedStreams(jobs, lambda job: upstream.stream(job.prompt, job.parameters))
-    prelude = b"".join(fmt.start(job.index, job.prefix) for job in jobs)
-    tally = _Tally(upstream, jobs, plan, fmt)
-    return open_stream(merged, tally, prelude=prelude, first_event_timeout=first_event_timeout)
+    # each choice's opening, then its echoed prompt (completions `echo`), sent as text before the generated text
+    prelude = b"".join(
+        fmt.start(job.index) + (fmt.content(job.index, job.prefix, None) if job.prefix else b"") for job in jobs
+    )
+    consumer = TGIChoices(upstream, jobs, plan, fmt)
+    return open_stream(
+        jobs,
+        lambda job: upstream.stream(job.prompt, job.parameters),
+        consumer,
+        fmt,
+        prelude=prelude,
+        first_event_timeout=first_event_timeout,
+    )
 
 
 async def open_stream(
-    merged: MergedStreams[J, E], consumer: Consumer[J, E], *, prelude: bytes, first_event_timeout: float
-) -> AsyncIterator[bytes]:
+    calls: Sequence[J],
+    open_call: Callable[[J], AsyncIterator[list[E]]],
+    consumer: Consumer[J, E],
+    fmt: StreamFormat,
+    *,
+    prelude: bytes,
+    first_event_timeout: float,
+) -> EventStream:
     """Start the upstream streams and wait (up to `first_event_timeout`) for the first event.
 
     An error that arrives first raises here, so the caller answers with a plain HTTP error; otherwise the
-    returned iterator yields the SSE body: `prelude` (the role chunks), then what `consumer` renders. If the
-    first token is slow, the body starts with a ping comment so the client and any proxy in between see
+    returned body yields `prelude` (the role chunks), then what `consumer` renders, then the format's end. If
+    the first token is slow, the body starts with a ping comment so the client and any proxy in between see
     bytes while the model works.
     """
+    merged = MergedStreams(calls, open_call)
     events = merged.events()
     try:
         slow = not await merged.arrived(first_event_timeout)
         # Something arrived: taking it does not wait, and an upstream error raises here, before any byte is sent.
         ready = None if slow else await anext(events, None)
     except BaseException:
-        await _close(merged, events)
+        await merged.close()
         raise
-    return _render(merged, events, ready, slow, consumer, prelude)
+    end = StreamEnd()
+    return EventStream(_render(merged, events, ready, slow, consumer, fmt, prelude, end), end)
 
 
 async def _render(
@@ -142,7 +174,9 @@ async def _render(
     ready: Ready[J, E] | None,
     slow: bool,
     consumer: Consumer[J, E],
+    fmt: StreamFormat,
     prelude: bytes,
+    end: StreamEnd,
 ) -> AsyncIterator[bytes]:
     head = b""  # the role chunks, when they can leave together with the first tokens (one write, not two)
     try:
@@ -168,23 +202,34 @@ async def _render(
             # the stream ended without a final event for some choice: the upstream misbehaved
             raise ProxyError("The upstream stream ended before every choice finished.")
         # Everything that awaits happens before the last bytes: while this generator awaits, sse-starlette
-        # may send a keep-alive comment, and nothing may follow `data: [DONE]`.
+        # may send a keep-alive comment, and nothing may follow the end.
         last = await consumer.tail()
-        await _close(merged, events)
-        yield head + last + DONE
+        await merged.close()
+        end.final = head + last + fmt.end()
+        yield end.final
     except Exception as exc:  # after the first byte, every failure is reported in-band
-        await _close(merged, events)
-        yield head + error_event(exc) + DONE
+        await merged.close()
+        end.final = head + fmt.failure(_reportable(exc))
+        yield end.final
     finally:
-        await _close(merged, events)
+        await merged.close()
 
 
-class _Tally:
-    """A stream's TGI choices as they progress, and the usage they add up to."""
+def _reportable(exc: Exception) -> ProxyError:
+    if isinstance(exc, ProxyError):
+        return exc
+    logger.error("unexpected error inside a stream", exc_info=exc)
+    return ProxyError("The server had an error while processing your request.")
 
-    def __init__(self, upstream: Upstream, jobs: Sequence[Job], plan: Plan, fmt: Format) -> None:
+
+class TGIChoices:
+    """The stream consumer for TGI jobs: each choice's tokens through its `ChoiceState` and output parser,
+    and the usage they add up to."""
+
+    def __init__(self, upstream: Upstream, jobs: Sequence[Job], plan: Plan, fmt: StreamFormat) -> None:
         want_logprobs = plan.top_logprobs is not None
         self._states = {job.index: ChoiceState(plan.stops, want_logprobs=want_logprobs) for job in jobs}
+        self._parsers: dict[int, OutputParser] = {job.index: PassThrough() for job in jobs}
         self._upstream = upstream
         self._jobs = jobs
         self._include_usage = plan.include_usage
@@ -198,20 +243,24 @@ class _Tally:
         if job.index in self.prompt_tokens:  # already finished: late events are dropped
             return False
         state = self._states[job.index]
+        feed = self._parsers[job.index].feed
         content = self._fmt.content
         for event in batch:
             piece = state.add(event["token"], event.get("top_tokens"))
             if piece.text or piece.logprobs:
-                out.append(content(job.index, piece.text, piece.logprobs))
+                for part in feed(piece):
+                    out.append(content(job.index, part.text, part.logprobs))
             if state.stopped or event["generated_text"] is not None:
                 self._finish(job, state, event["details"], out)
                 return True
         return False
 
     def _finish(self, job: Job, state: ChoiceState, details: StreamDetails | None, out: list[bytes]) -> None:
+        parser = self._parsers[job.index]
         rest = state.finish()
-        if rest.text or rest.logprobs:
-            out.append(self._fmt.content(job.index, rest.text, rest.logprobs))
+        parts = [*parser.feed(rest), *parser.finish()] if rest.text or rest.logprobs else parser.finish()
+        for part in parts:
+            out.append(self._fmt.content(job.index, part.text, part.logprobs))
         reason, completion_tokens = state.outcome(details)
         out.append(self._fmt.finish(job.index, reason))
         self.completion_tokens += completion_tokens
@@ -223,24 +272,6 @@ class _Tally:
             return b""
         prompt_tokens = await _prompt_tokens(self._upstream, self._jobs, self.prompt_tokens)
         return self._fmt.usage(Usage(prompt_tokens, self.completion_tokens))
-
-
-async def _close(merged: MergedStreams[J, E], events: AsyncGenerator[Ready[J, E], None]) -> None:
-    """Stop every upstream call, in a task of its own: sse-starlette cancels a departed client's stream
-    through an anyio cancel scope, which re-cancels every await of ours, and the upstream connections must
-    still be closed properly. Closing twice does nothing, without awaiting."""
-    if merged.closed:
-        return
-    merged.closed = True
-    await asyncio.shield(asyncio.ensure_future(_shutdown(merged, events)))
-
-
-async def _shutdown(merged: MergedStreams[J, E], events: AsyncGenerator[Ready[J, E], None]) -> None:
-    for close in (events.aclose, merged.aclose):
-        try:
-            await close()
-        except Exception:  # a failure while closing is not news to the client: the stream already ended
-            logger.debug("upstream stream failed while closing", exc_info=True)
 
 
 async def _prompt_tokens(upstream: Upstream, jobs: Sequence[Job], counted: dict[int, int | None]) -> int:

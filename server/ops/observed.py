@@ -20,6 +20,8 @@ from server.errors import ProxyError
 from server.ops.logs import fields
 from server.ops.metrics import Metrics
 from server.upstream.base import Generated, Limits, Relay, Upstream
+from server.upstream.kinds import Backend, Relayed, Translated
+from server.upstream.openai_wire import Chunk, choices_of, content_of, usage_counts
 from server.upstream.tgi_wire import GenerateParameters, StreamDetails, StreamResponse
 
 __all__ = ["ObservedRelay", "ObservedUpstream", "observer"]
@@ -31,7 +33,7 @@ E = TypeVar("E")
 E_in = TypeVar("E_in", contravariant=True)
 
 
-class _Tally(Protocol[E_in]):
+class _StreamCount(Protocol[E_in]):
     """What a watched stream adds up to: its token counts, and its text when prompts are logged."""
 
     def add(self, batch: Sequence[E_in]) -> None: ...
@@ -64,7 +66,7 @@ class _Observer:
             self._in_flight.dec()
             self._metrics.upstream_duration.labels(self._model, "generate").observe(time.perf_counter() - started)
 
-    async def _stream(self, events: AsyncIterator[list[E]], tally: _Tally[E]) -> AsyncIterator[list[E]]:
+    async def _stream(self, events: AsyncIterator[list[E]], tally: _StreamCount[E]) -> AsyncIterator[list[E]]:
         request = self._began()
         self._in_flight.inc()
         started = time.perf_counter()
@@ -214,16 +216,15 @@ class _UsageTally:
         self._completion = 0
         self._text: list[str] | None = [] if keep_text else None
 
-    def add(self, batch: Sequence[dict[str, Any]]) -> None:
+    def add(self, batch: Sequence[Chunk]) -> None:
         for chunk in batch:
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                self._prompt = usage.get("prompt_tokens", self._prompt)
-                self._completion = usage.get("completion_tokens", self._completion)
+            counts = usage_counts(chunk)
+            if counts is not None:
+                self._prompt, self._completion = counts
             if self._text is not None:
-                for choice in chunk.get("choices") or ():
-                    piece = (choice.get("delta") or choice.get("message") or {}).get("content") or choice.get("text")
-                    if isinstance(piece, str):
+                for choice in choices_of(chunk):
+                    piece = content_of(choice)
+                    if piece:
                         self._text.append(piece)
 
     def counts(self) -> tuple[int | None, int]:
@@ -243,12 +244,15 @@ async def _close(events: AsyncIterator[Any]) -> None:
         await aclose()
 
 
-def observer(metrics: Metrics, *, log_prompts: bool) -> Callable[[str, Upstream | Relay], Upstream | Relay]:
-    """What `build_registry` wraps every model's upstream with."""
+def observer(metrics: Metrics, *, log_prompts: bool) -> Callable[[str, Backend], Backend]:
+    """What `build_registry` wraps every model's backend with."""
 
-    def observe(model: str, inner: Upstream | Relay) -> Upstream | Relay:
-        if isinstance(inner, Relay):
-            return ObservedRelay(model, inner, metrics=metrics, log_prompts=log_prompts)
-        return ObservedUpstream(model, inner, metrics=metrics, log_prompts=log_prompts)
+    def observe(model: str, backend: Backend) -> Backend:
+        match backend:
+            case Translated(upstream=upstream, in_process=in_process):
+                watched = ObservedUpstream(model, upstream, metrics=metrics, log_prompts=log_prompts)
+                return Translated(watched, in_process=in_process)
+            case Relayed(relay=relay):
+                return Relayed(ObservedRelay(model, relay, metrics=metrics, log_prompts=log_prompts))
 
     return observe

@@ -76,7 +76,7 @@ class Readiness:
     async def check(self) -> None:
         """One round: every model's upstream, concurrently."""
         models = list(self._registry)
-        results = await asyncio.gather(*(model.upstream.healthy() for model in models), return_exceptions=True)
+        results = await asyncio.gather(*(model.backend.healthy() for model in models), return_exceptions=True)
         healthy = {}
         for model, result in zip(models, results, strict=True):
             if isinstance(result, BaseException):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol
 
 from server.prompts import ChatTemplate
 from server.upstream.tgi_wire import GenerateParameters, GenerateResponse, StreamResponse
@@ -45,10 +45,9 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
-@runtime_checkable
 class Relay(Protocol):
     """An OpenAI-style upstream (kind `openai`): requests go through, answers come back to be normalised
-    (`server.generation.relay`). Told apart from `Upstream` at run time by `complete`."""
+    (`server.generation.relay`). A model says which it has (`server.upstream.kinds`)."""
 
     async def complete(self, path: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -62,7 +61,6 @@ class Relay(Protocol):
 ModelState = Literal["loading", "loaded", "unavailable"]
 
 
-@runtime_checkable
 class InProcessModel(Protocol):
     """Optional, for an upstream that holds its model in this process (kind `local`): whether it is loaded,
     for `/v1/models` and `/ready`, and the chat template its tokenizer ships, used when the config gives none."""

@@ -12,16 +12,15 @@ Decisions (PRODUCT.md "Translation decisions"; facts in tgi-protocol.md §2.2 an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.api.openai.protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from server.errors import InvalidRequest
+from server.generation.plan import Plan, as_u64
 from server.upstream.base import Limits
 from server.upstream.tgi_wire import GenerateParameters
 
 __all__ = [
-    "Plan",
     "chat_plan",
     "completion_plan",
     "prompts_of",
@@ -35,25 +34,6 @@ RequestT = TypeVar("RequestT", bound=SamplingFields)
 
 _PASSTHROUGH = ("repetition_penalty", "truncate", "watermark", "adapter_id")
 _WARPERS = ("top_k", "typical_p")
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What to ask the upstream for each choice, and how to shape the answer."""
-
-    parameters: GenerateParameters
-    n: int
-    stops: tuple[str, ...]  # every stop the proxy enforces (request, template, config)
-    top_logprobs: int | None  # None: no logprobs requested
-    stream: bool
-    include_usage: bool
-
-    def for_choice(self, j: int) -> GenerateParameters:
-        """Parameters of the j-th of `n` choices: a given seed becomes seed + j so choices differ."""
-        seed = self.parameters.get("seed")
-        if j == 0 or seed is None:
-            return self.parameters
-        return {**self.parameters, "seed": _as_u64(seed + j)}
 
 
 def with_defaults(request: RequestT, defaults: dict[str, Any]) -> RequestT:
@@ -186,7 +166,7 @@ def _sampling(
     if request.frequency_penalty:
         parameters["frequency_penalty"] = request.frequency_penalty
     if request.seed is not None:
-        parameters["seed"] = _as_u64(request.seed)
+        parameters["seed"] = as_u64(request.seed)
     if stops:
         # TGI refuses more than max_stop_sequences; the proxy enforces the rest itself.
         parameters["stop"] = list(stops[: limits.max_stop_sequences])
@@ -199,13 +179,6 @@ def _sampling(
     if request.grammar is not None:
         parameters["grammar"] = request.grammar
     return parameters
-
-
-def _as_u64(seed: int) -> int:
-    """A seed as TGI takes it (a u64). OpenAI's seed is a signed 64-bit integer (openai-openapi
-    `CreateChatCompletionRequest.seed`), so a negative one wraps to the u64 with the same bits: every seed a
-    client may send is a valid, distinct TGI seed, and choice j's `seed + j` wraps the same way."""
-    return seed % 2**64
 
 
 def _within_cap(top: int | None, limits: Limits, param: str) -> int | None:
