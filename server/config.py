@@ -1,8 +1,9 @@
 """Settings: the YAML file, then the environment, then command-line flags, each overriding the one before.
 
-The file's fields are fixed by PRODUCT.md (`models[].name/aliases/upstream/chat_template/stop/defaults`,
-`server.api_keys`). Strings may reference `${VAR}` or `${VAR:-default}`; an undefined variable, an unknown
-field or a wrong value stops start-up with one `ConfigError` naming the field. Settings are built once at
+The file's fields are an interface (README, "Configuration"): `models[].name/aliases/upstream/chat_template/
+stop/defaults`, `server.api_keys` and the rest stay as they are. Strings may reference `${VAR}` or
+`${VAR:-default}`; an undefined variable, an unknown field or a wrong value stops start-up with one
+`ConfigError` naming the field. Settings are built once at
 the edge (`server.cli`) and passed down; nothing here is global.
 """
 

@@ -40,7 +40,10 @@ async def without_extra(monkeypatch: pytest.MonkeyPatch, fake_tgi: FakeTGI) -> A
     # As on a core install: the extra's modules are not found (here they are, so the lookup is replaced).
     monkeypatch.setattr(local_module, "missing_requirements", lambda: ["torch", "transformers"])
     app = create_app(settings(), upstream_transport=httpx.ASGITransport(app=fake_tgi.app))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+    async with (  # the lifespan starts the background checks behind `/ready`, as a server's does
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client,
+    ):
         yield client
 
 
@@ -64,7 +67,7 @@ async def test_without_the_extra_the_other_models_still_serve(without_extra: htt
     assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
     models = (await without_extra.get("/v1/models")).json()["data"]
     assert [(m["id"], m.get("status")) for m in models] == [("local", "unavailable"), ("tgi", None)]
-    for _ in range(100):  # in-process there is no lifespan: the first `/ready` starts the background checks
+    for _ in range(100):  # until the first round of background checks has finished
         ready = await without_extra.get("/ready")
         if ready.json()["status"] != "starting":
             break

@@ -110,7 +110,7 @@ async def locked_status(app_settings: Settings, fake_tgi: FakeTGI, path: str) ->
 async def test_health_ready_and_metrics_are_open_by_default(
     fake_tgi: FakeTGI, make_settings: SettingsFactory, path: str
 ) -> None:
-    # `/ready` answers 503 "starting" here: in-process, its first background check has not finished yet.
+    # `/ready` answers 503 "starting" here: in-process, without the lifespan, no background check has run.
     expected = 503 if path == "/ready" else 200
     assert await locked_status(make_settings(server={"api_keys": ["sk-k"]}), fake_tgi, path) == expected
 

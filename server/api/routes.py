@@ -97,9 +97,7 @@ async def health() -> Response:
 @router.get("/ready")
 async def ready(request: Request) -> Response:
     """Readiness: every model's upstream passed its last background health check (`server.ops.readiness`)."""
-    readiness = state_of(request.app).readiness
-    readiness.start()
-    ok, body = readiness.report()
+    ok, body = state_of(request.app).readiness.report()
     return JSONBody(body, status_code=200 if ok else 503)
 
 

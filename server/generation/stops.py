@@ -1,9 +1,11 @@
 """Enforce stop strings on streamed text, also when a stop spans several tokens.
 
 TGI keeps the stop text in its output and only notices a stop that the text *ends* with after a token
-(tgi-protocol.md §7), while OpenAI promises the returned text never contains it. So the proxy checks every
-stop itself and holds back the shortest tail that could still grow into one: a tail is held only while it is
-a proper prefix of some stop, so unrelated text is never delayed.
+(finish reason `stop_sequence`, the stop string last in `generated_text`: see the recording
+`tests/fixtures/tgi/tgi_snapshot_generate_details_llama_stop_sequence.json`), while OpenAI promises the
+returned text never contains it. So the proxy checks every stop itself and holds back the shortest tail that
+could still grow into one: a tail is held only while it is a proper prefix of some stop, so unrelated text is
+never delayed.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ class Readiness:
         self._first_round = asyncio.Event()
 
     def start(self) -> None:
-        """Start checking, if not started yet (the app's lifespan does it; `/ready` too, for servers that run
-        no lifespan)."""
+        """Start checking, if not started yet (the app's lifespan does it)."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="readiness-checks")
 

@@ -1,10 +1,12 @@
 """OpenAI request -> TGI `parameters`: pure functions, no I/O.
 
-Decisions (PRODUCT.md "Translation decisions"; facts in tgi-protocol.md §2.2 and openai-contract.md §6):
+Decisions (the README's parameter table lists each field; TGI's parameters are `GenerateParameters` in TGI's
+`router/src/lib.rs`, OpenAI's are openai-openapi's `CreateChatCompletionRequest` / `CreateCompletionRequest`):
 - `details: true` and an explicit `do_sample` always; `return_full_text: false` so the answer never depends
   on the model's pipeline tag.
 - `temperature == 0` or `top_p == 0` is greedy: `do_sample: false` and no warper at all (temperature, top_p,
-  top_k, typical_p), because TGI keeps sampling while any warper is set (easyllm.md §6 item 10).
+  top_k, typical_p), because TGI keeps sampling while any warper is set (`sampling = do_sample or has_warpers`,
+  `NextTokenChooser` in TGI's `server/text_generation_server/utils/tokens.py`).
 - `top_p >= 1` is OpenAI's "off" and TGI rejects it, so it is left out.
 - Values TGI cannot honour are refused by name rather than silently dropped; neutral values pass.
 """
