@@ -11,14 +11,14 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
 from server import __version__
-from server.api.routes import router, schema_components
+from server.api.routes import build_router, schema_components
 from server.config import ServerConfig, Settings
 from server.edge.access import AccessMiddleware
 from server.edge.auth import ApiKeyMiddleware
@@ -59,12 +59,13 @@ def create_app(settings: Settings, *, upstream_transport: Transport | None = Non
 
     app = FastAPI(title="hf-openai-proxy", version=__version__, lifespan=lifespan)
     install_state(app, AppState(settings, registry, readiness))
+    router = build_router()
     app.include_router(router)
     # Not in the OpenAPI document, whose answers are JSON: Prometheus text is for scrapers.
     app.add_api_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
     _publish_request_schemas(app)
     _install_error_handlers(app)
-    _install_middleware(app, settings.server, metrics)
+    _install_middleware(app, router, settings.server, metrics)
     return app
 
 
@@ -72,7 +73,7 @@ def _waiting(gate: Gate) -> int:
     return gate.waiting
 
 
-def _install_middleware(app: FastAPI, server: ServerConfig, metrics: Metrics) -> None:
+def _install_middleware(app: FastAPI, router: APIRouter, server: ServerConfig, metrics: Metrics) -> None:
     """Innermost first: a request meets them in the reverse order. Preflights are answered by CORS before
     any key is asked for; a refused Host is answered before CORS (a rebinding page is same-origin anyway)."""
     if server.api_keys:

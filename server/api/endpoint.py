@@ -44,6 +44,7 @@ class AnswerFormatFactory(Protocol):
 @dataclass(frozen=True, slots=True)
 class Endpoint(Generic[RequestT]):
     path: str  # the OpenAI path; also where a relayed request goes on the upstream
+    name: str  # the route's name, which names its operation in the OpenAPI document
     schema: type[RequestT]
     # the proxy's planner for translated kinds
     plan: Callable[[RequestT, ServedModel, Upstream], Awaitable[Work]]

@@ -28,9 +28,7 @@ from server.state import state_of
 from server.upstream.base import Relay, Upstream
 from server.upstream.kinds import Relayed, Translated
 
-__all__ = ["router", "schema_components"]
-
-router = APIRouter()
+__all__ = ["build_router", "schema_components"]
 
 
 class JSONBody(Response):
@@ -59,6 +57,28 @@ def schema_components() -> dict[str, Any]:
     return components
 
 
+def build_router() -> APIRouter:
+    """Every route of the API, on a router of its own for each app."""
+    router = APIRouter()
+    for endpoint in _ENDPOINTS:
+        handler = _handler(endpoint)
+        schema = _body_schema(endpoint.schema)
+        router.add_api_route(endpoint.path, handler, methods=["POST"], name=endpoint.name, openapi_extra=schema)
+        # the same without `/v1`, for clients whose base URL leaves it out
+        short = endpoint.path.removeprefix("/v1")
+        router.add_api_route(short, handler, methods=["POST"], name=endpoint.name, include_in_schema=False)
+    models: tuple[tuple[str, Callable[..., Awaitable[Response]]], ...] = (
+        ("/v1/models", list_models),
+        ("/v1/models/{model_id:path}", get_model),
+    )
+    for path, listing in models:
+        router.add_api_route(path, listing, methods=["GET"])
+        router.add_api_route(path.removeprefix("/v1"), listing, methods=["GET"], include_in_schema=False)
+    router.add_api_route("/health", health, methods=["GET"])
+    router.add_api_route("/ready", ready, methods=["GET"])
+    return router
+
+
 def _handler(endpoint: Endpoint[RequestT]) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         return await _serve(request, endpoint)
@@ -66,35 +86,19 @@ def _handler(endpoint: Endpoint[RequestT]) -> Callable[[Request], Awaitable[Resp
     return handle
 
 
-for _endpoint in _ENDPOINTS:
-    # OpenAI's path, and the same without `/v1` for clients whose base URL leaves it out
-    router.add_api_route(
-        _endpoint.path, _handler(_endpoint), methods=["POST"], openapi_extra=_body_schema(_endpoint.schema)
-    )
-    router.add_api_route(
-        _endpoint.path.removeprefix("/v1"), _handler(_endpoint), methods=["POST"], include_in_schema=False
-    )
-
-
-@router.get("/v1/models")
-@router.get("/models", include_in_schema=False)
 async def list_models(request: Request) -> Response:
     return JSONBody({"object": "list", "data": [model.card() for model in state_of(request.app).models]})
 
 
-@router.get("/v1/models/{model_id:path}")
-@router.get("/models/{model_id:path}", include_in_schema=False)
 async def get_model(request: Request, model_id: str) -> Response:
     return JSONBody(state_of(request.app).models.get(model_id).card())
 
 
-@router.get("/health")
 async def health() -> Response:
     """Liveness: the process serves HTTP. Upstream reachability is `/ready`."""
     return JSONBody({"status": "ok"})
 
 
-@router.get("/ready")
 async def ready(request: Request) -> Response:
     """Readiness: every model's upstream passed its last background health check (`server.ops.readiness`)."""
     ok, body = state_of(request.app).readiness.report()

@@ -55,6 +55,7 @@ def _choice_count(request: ChatCompletionRequest) -> int:
 
 CHAT: Endpoint[ChatCompletionRequest] = Endpoint(
     path="/v1/chat/completions",
+    name="chat_completions",
     schema=ChatCompletionRequest,
     plan=plan_chat,
     stream_format=ChatStream,

@@ -46,6 +46,7 @@ def _choice_count(request: CompletionRequest) -> int:
 
 COMPLETIONS: Endpoint[CompletionRequest] = Endpoint(
     path="/v1/completions",
+    name="completions",
     schema=CompletionRequest,
     plan=plan_completion,
     stream_format=CompletionStream,
