@@ -32,7 +32,8 @@ from server.ops.observed import observer
 from server.ops.readiness import Readiness
 from server.registry import build_registry
 from server.state import AppState, install_state
-from server.upstream import Gate, Transport
+from server.upstream.admission import Gate
+from server.upstream.connect import Transport
 
 __all__ = ["create_app"]
 

@@ -6,13 +6,15 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from server.config import ConfigError, ModelConfig, Settings
 from server.errors import ModelNotFound
 from server.prompts import ChatTemplate, TemplateLoadError, load_chat_template
-from server.upstream import Gate, ModelState, Transport, connect
-from server.upstream.base import InProcessModel
+from server.upstream.admission import Gate
+from server.upstream.base import InProcessModel, ModelState
+from server.upstream.connect import Transport, connect
 from server.upstream.kinds import Backend, Translated
 
 __all__ = ["ModelRegistry", "ServedModel", "build_registry"]
@@ -32,6 +34,7 @@ class ServedModel:
     template: ChatTemplate | None
     created: int
     gate: Gate  # this model's share of upstream capacity (`server.upstream.admission`)
+    shipped: ShippedTemplates | None = None  # the template the model itself ships (kind local)
 
     def card(self) -> dict[str, Any]:
         """The OpenAI `Model` object; a model held in this process also says whether it is loaded."""
@@ -53,10 +56,34 @@ class ServedModel:
 
     async def chat_template(self) -> ChatTemplate | None:
         """The configured template, else the one the model itself ships (kind local)."""
-        in_process = self.in_process
-        if self.template is None and in_process is not None:
-            return await in_process.chat_template()
+        if self.template is None and self.shipped is not None:
+            return await self.shipped.template()
         return self.template
+
+
+class ShippedTemplates:
+    """The chat template a model held in this process ships, built with `server.prompts` once it has loaded.
+
+    A template that cannot be used is reported once; the model then serves /v1/completions only."""
+
+    def __init__(self, model: InProcessModel, name: str) -> None:
+        self._model = model
+        self._name = name
+        self._template: ChatTemplate | None = None
+        self._built = False
+
+    async def template(self) -> ChatTemplate | None:
+        if not self._built:
+            shipped = await self._model.shipped_template()  # waits for the model; a load failure raises
+            self._built = True
+            if shipped is not None:
+                try:
+                    self._template = load_chat_template(
+                        shipped.source, base_dir=Path("."), bos_token=shipped.bos_token, eos_token=shipped.eos_token
+                    )
+                except TemplateLoadError as exc:
+                    logger.warning("the chat template of the local model %s cannot be used: %s", self._name, exc)
+        return self._template
 
 
 class ModelRegistry:
@@ -102,5 +129,8 @@ def build_registry(
             logger.warning("model %s has no chat_template: it serves /v1/completions only", config.name)
         if observe is not None:
             backend = observe(config.name, backend)
-        models.append(ServedModel(config.name, config, backend, template, created, gate))
+        shipped = None
+        if isinstance(backend, Translated) and backend.in_process is not None:
+            shipped = ShippedTemplates(backend.in_process, config.name)
+        models.append(ServedModel(config.name, config, backend, template, created, gate, shipped))
     return ModelRegistry(models)

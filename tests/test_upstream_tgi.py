@@ -18,7 +18,9 @@ from server.errors import (
     UpstreamLoading,
     UpstreamOverloaded,
 )
-from server.upstream import Gate, Upstream, connect
+from server.upstream.admission import Gate
+from server.upstream.base import Upstream
+from server.upstream.connect import connect
 from server.upstream.errors import from_tgi_error
 from server.upstream.http import close_response
 from server.upstream.kinds import Translated

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from server.prompts import ChatTemplate
 from server.upstream.tgi_wire import GenerateParameters, GenerateResponse, StreamResponse
 
 
@@ -61,10 +60,20 @@ class Relay(Protocol):
 ModelState = Literal["loading", "loaded", "unavailable"]
 
 
+@dataclass(frozen=True, slots=True)
+class ShippedTemplate:
+    """The chat template a model ships (its tokenizer's `chat_template`), as data: the registry turns it into a
+    `server.prompts.ChatTemplate`, so no upstream needs the template engine."""
+
+    source: str
+    bos_token: str | None
+    eos_token: str | None
+
+
 class InProcessModel(Protocol):
     """Optional, for an upstream that holds its model in this process (kind `local`): whether it is loaded,
     for `/v1/models` and `/ready`, and the chat template its tokenizer ships, used when the config gives none."""
 
     def state(self) -> ModelState: ...
 
-    async def chat_template(self) -> ChatTemplate | None: ...
+    async def shipped_template(self) -> ShippedTemplate | None: ...

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from server.config import LocalModelConfig
 from server.errors import LocalModelUnavailable, ProxyError, UpstreamFailed
-from server.prompts import ChatTemplate, TemplateLoadError, load_chat_template
-from server.upstream.base import Generated, Limits, ModelState
+from server.upstream.base import Generated, Limits, ModelState, ShippedTemplate
 from server.upstream.local.decode import Generation, refuse_unsupported
 from server.upstream.local.engine import END, Delivery, Engine, Job
 from server.upstream.local.loader import INSTALL_HINT, LoadedModel, missing_requirements
@@ -33,10 +31,8 @@ _CLOSE_SECONDS = 10.0  # longest wait at shutdown for the generation step in pro
 
 class LocalModel:
     def __init__(self, config: LocalModelConfig, *, where: str) -> None:
-        self._where = where  # the config location, for the log
         self._missing = missing_requirements()
         self.engine: Engine | None = None  # None without the extra
-        self._template: ChatTemplate | None = None
         if self._missing:
             logger.warning(
                 "the local model of %s is unavailable: %s not installed; install it with %s",
@@ -54,17 +50,12 @@ class LocalModel:
             return "loading"
         return "unavailable" if self.engine.loaded.exception() else "loaded"
 
-    async def chat_template(self) -> ChatTemplate | None:
+    async def shipped_template(self) -> ShippedTemplate | None:
         """The template the model's own tokenizer ships (for GGUF: its `tokenizer.chat_template` metadata)."""
         loaded = await self._loaded()
-        if self._template is None and loaded.chat_template:
-            try:
-                self._template = load_chat_template(
-                    loaded.chat_template, base_dir=Path("."), bos_token=loaded.bos_token, eos_token=loaded.eos_token
-                )
-            except TemplateLoadError as exc:
-                logger.warning("the chat template of the local model of %s cannot be used: %s", self._where, exc)
-        return self._template
+        if not loaded.chat_template:
+            return None
+        return ShippedTemplate(loaded.chat_template, loaded.bos_token, loaded.eos_token)
 
     async def generate(self, prompt: str, parameters: GenerateParameters) -> Generated:
         loaded = await self._loaded()
