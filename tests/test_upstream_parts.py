@@ -10,7 +10,7 @@ import pytest
 from server.errors import UpstreamLoading, UpstreamOverloaded
 from server.upstream.admission import Gate
 from server.upstream.backoff import Backoff
-from server.upstream.errors import from_tgi_error
+from server.upstream.errors import error_from_upstream
 from server.upstream.replicas import ReplicaSet
 from server.upstream.watchdog import Watchdog
 
@@ -65,16 +65,16 @@ def test_backoff_doubles_with_jitter_up_to_its_cap_and_honours_hints() -> None:
 
 
 def test_wait_hints_come_from_retry_after_or_estimated_time() -> None:
-    loading = from_tgi_error(503, {"error": "Model x is currently loading", "estimated_time": 44.2})
+    loading = error_from_upstream(503, {"error": "Model x is currently loading", "estimated_time": 44.2})
     assert isinstance(loading, UpstreamLoading)
     assert loading.retry_after == 44.2 and loading.headers["retry-after"] == "45"
-    told = from_tgi_error(429, {"error": "slow down"}, "3")
+    told = error_from_upstream(429, {"error": "slow down"}, "3")
     assert isinstance(told, UpstreamOverloaded) and told.retry_after == 3 and told.headers["retry-after"] == "3"
-    silent = from_tgi_error(503, {"error": "unhealthy"})
+    silent = error_from_upstream(503, {"error": "unhealthy"})
     assert silent.retry_after is None and silent.headers["retry-after"] == "5"  # the client still gets a figure
-    dated = from_tgi_error(429, "", "Wed, 21 Oct 2015 07:28:00 GMT")
+    dated = error_from_upstream(429, "", "Wed, 21 Oct 2015 07:28:00 GMT")
     assert dated.retry_after is None
-    billing = from_tgi_error(402, {"error": "You have exceeded your monthly included credits"})
+    billing = error_from_upstream(402, {"error": "You have exceeded your monthly included credits"})
     assert billing.status == 429 and billing.code == "insufficient_quota"
 
 

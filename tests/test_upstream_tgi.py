@@ -21,7 +21,7 @@ from server.errors import (
 from server.upstream.admission import Gate
 from server.upstream.base import Upstream
 from server.upstream.connect import connect
-from server.upstream.errors import from_tgi_error
+from server.upstream.errors import error_from_upstream
 from server.upstream.http import close_response
 from server.upstream.kinds import Translated
 from server.upstream.tgi_wire import GenerateParameters, StreamResponse
@@ -116,18 +116,19 @@ async def test_generate_accepts_list_answers_and_reads_prompt_tokens() -> None:
     await client.aclose()
 
 
-async def test_limits_fall_back_to_defaults_and_read_old_names() -> None:
+async def test_limits_fall_back_to_defaults_and_read_info() -> None:
+    # (`max_input_tokens`, with its old name `max_input_length`, is no longer kept: nothing read it.)
     down = client_for(lambda _: httpx.Response(503))
     assert (await down.limits()).max_top_n_tokens == 5
     old = client_for(lambda _: httpx.Response(200, json={"max_input_length": 1000, "max_total_tokens": 2048}))
     limits = await old.limits()
-    assert limits.max_input_tokens == 1000 and limits.max_total_tokens == 2048
+    assert limits.max_total_tokens == 2048
     await down.aclose()
     await old.aclose()
 
 
 def test_http_error_mapping() -> None:
-    context = from_tgi_error(
+    context = error_from_upstream(
         422,
         {
             "error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 10. Given: 9 `inputs` "
@@ -136,11 +137,11 @@ def test_http_error_mapping() -> None:
         },
     )
     assert isinstance(context, ContextLengthExceeded)
-    loading = from_tgi_error(503, {"error": "Model x is currently loading", "estimated_time": 20.0}, "7")
+    loading = error_from_upstream(503, {"error": "Model x is currently loading", "estimated_time": 20.0}, "7")
     assert isinstance(loading, UpstreamLoading) and loading.headers["retry-after"] == "7"
-    assert from_tgi_error(502, "<html>bad gateway</html>").status == 502
-    assert from_tgi_error(401, "").code == "upstream_auth"
-    assert "hf_" not in from_tgi_error(401, "").message
+    assert error_from_upstream(502, "<html>bad gateway</html>").status == 502
+    assert error_from_upstream(401, "").code == "upstream_auth"
+    assert "hf_" not in error_from_upstream(401, "").message
 
 
 async def test_a_stale_pooled_connection_is_retried_once() -> None:

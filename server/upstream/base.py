@@ -15,7 +15,6 @@ class Limits:
     """The upstream's validation limits (TGI `/info`), with TGI's launcher defaults until it answers."""
 
     max_total_tokens: int | None = None
-    max_input_tokens: int | None = None
     max_stop_sequences: int = 4
     max_top_n_tokens: int = 5
     max_best_of: int = 2

@@ -28,8 +28,10 @@ _BACKTICKED = re.compile(r"`([a-z_]+)`")
 _CONTEXT_MARKERS = ("`inputs` tokens + `max_new_tokens`", "`inputs` must have less than")
 
 
-def from_tgi_error(status: int | None, body: Any, retry_after: str | None = None) -> ProxyError:
-    """`status` is None for an error event inside a 200 stream; `retry_after` is the Retry-After header."""
+def error_from_upstream(status: int | None, body: Any, retry_after: str | None = None) -> ProxyError:
+    """The proxy's error for an upstream's failure answer, TGI's `{"error", "error_type"}` or an OpenAI-style
+    `{"error": {...}}` alike. `status` is None for an error event inside a 200 stream; `retry_after` is the
+    Retry-After header."""
     error = _mapped(status, body)
     wait = _wait_hint(body, retry_after)
     if isinstance(error, UpstreamOverloaded | UpstreamLoading):

@@ -12,6 +12,7 @@ under stress" hold for all of them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -90,12 +91,14 @@ class UpstreamHTTP:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(self._config.first_token_timeout, self._config.total_timeout)
         try:
-            async with self.gate.slot(), asyncio.timeout_at(deadline):
-                replica, reply = await self._with_retries(deadline, lambda r: self._post_once(r, path, body))
+            async with (
+                self.gate.slot(),
+                asyncio.timeout_at(deadline),
+                self._with_retries(deadline, lambda r: self._post_once(r, path, body)) as (_, reply),
+            ):
+                return reply
         except TimeoutError:
             raise self._timeout(None, None, first=True) from None
-        self.replicas.release(replica)
-        return reply
 
     async def stream(self, path: str, body: bytes) -> AsyncGenerator[list[bytes], None]:
         """POST and yield the SSE data payloads of each read; closing the iterator closes the call."""
@@ -104,10 +107,11 @@ class UpstreamHTTP:
         total_at = start + self._config.total_timeout
         watchdog = Watchdog(min(total_at, start + self._config.first_token_timeout))
         try:
-            async with self.gate.slot():
-                replica, (response, chunks, decoder, first) = await self._with_retries(
-                    watchdog.deadline, lambda replica: self._open_stream(replica, path, body, watchdog)
-                )
+            opened = self._with_retries(
+                watchdog.deadline, lambda replica: self._open_stream(replica, path, body, watchdog)
+            )
+            # the replica is held (counted in flight) until the stream ends
+            async with self.gate.slot(), opened as (replica, (response, chunks, decoder, first)):
                 try:
                     idle = self._config.idle_timeout
                     watchdog.deadline = min(total_at, loop.time() + idle)
@@ -120,24 +124,22 @@ class UpstreamHTTP:
                         except httpx.HTTPError as exc:
                             raise self._transport_error(replica, exc) from None
                         if chunk is None:
+                            if decoder.has_partial_event():
+                                logger.warning("the upstream's stream ended in the middle of an event")
                             return
                         events = decoder.feed(chunk)
                         if events:
                             watchdog.deadline = min(total_at, loop.time() + idle)
                             yield events
                 finally:
-                    self.replicas.release(replica)
                     await close_response(response)
         finally:
             watchdog.close()
 
     async def get(self, path: str) -> httpx.Response | None:
         """A small GET (such as `/info`) to the least busy replica; None when it cannot be reached in time."""
-        replica = self.replicas.pick()
-        try:
+        with self.replicas.lease() as replica:
             return await self._get(replica, path)
-        finally:
-            self.replicas.release(replica)
 
     async def check_replicas(self, path: str) -> bool:
         """GET `path` on every replica at once; a replica that fails it rests, one that passes is woken.
@@ -163,37 +165,38 @@ class UpstreamHTTP:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _with_retries(self, deadline: float, attempt: Callable[[Replica], Awaitable[T]]) -> tuple[Replica, T]:
-        """Run `attempt` on a replica, again on failures worth retrying while `deadline` allows. The replica
-        returned is still counted as in flight: the caller releases it."""
+    @contextlib.asynccontextmanager
+    async def _with_retries(
+        self, deadline: float, attempt: Callable[[Replica], Awaitable[T]]
+    ) -> AsyncIterator[tuple[Replica, T]]:
+        """Run `attempt` on a replica, again on failures worth retrying while `deadline` allows; the block runs
+        with the replica that succeeded and its result. Each replica is leased (counted in flight) from the
+        moment it is chosen, the wait before its attempt included, until its attempt failed or the block ended."""
         loop = asyncio.get_running_loop()
         tried: list[Replica] = []
-        replica = self.replicas.pick()
+        failure: _AttemptFailed | None = None
+        failed: Replica | None = None
         for retry in range(self._config.retries + 1):
-            tried.append(replica)
-            try:
-                return replica, await attempt(replica)
-            except _AttemptFailed as failure:
-                self.replicas.release(replica)
-                if failure.rest:
-                    self.replicas.rest(replica)
-                if not failure.retry or retry == self._config.retries:
-                    raise failure.error from None
-                failed, replica = replica, self.replicas.pick(avoid=tried)
-                # The upstream's own wait applies to asking it again, not to asking another replica.
-                delay = self._backoff.delay(retry, failure.error.retry_after if replica is failed else None)
-                if loop.time() + delay >= deadline:
-                    self.replicas.release(replica)
-                    raise failure.error from None
-                logger.warning("upstream call failed (%s); retry %d in %.2f s", failure.error.code, retry + 1, delay)
-                try:
+            with self.replicas.lease(avoid=tried) as replica:
+                if failure is not None:
+                    # The upstream's own wait applies to asking it again, not to asking another replica.
+                    delay = self._backoff.delay(retry - 1, failure.error.retry_after if replica is failed else None)
+                    if loop.time() + delay >= deadline:
+                        raise failure.error from None
+                    logger.warning("upstream call failed (%s); retry %d in %.2f s", failure.error.code, retry, delay)
                     await asyncio.sleep(delay)
-                except BaseException:
-                    self.replicas.release(replica)
-                    raise
-            except BaseException:
-                self.replicas.release(replica)
-                raise
+                tried.append(replica)
+                try:
+                    result = await attempt(replica)
+                except _AttemptFailed as attempt_failed:
+                    if attempt_failed.rest:
+                        self.replicas.rest(replica)
+                    if not attempt_failed.retry or retry == self._config.retries:
+                        raise attempt_failed.error from None
+                    failure, failed = attempt_failed, replica
+                    continue
+                yield replica, result
+                return
         raise AssertionError("unreachable: the last attempt raises")
 
     async def _post_once(self, replica: Replica, path: str, body: bytes) -> Reply:

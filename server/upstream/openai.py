@@ -17,14 +17,14 @@ import httpx
 import orjson
 
 from server.errors import ContextLengthExceeded, InvalidRequest, ProxyError
-from server.upstream.errors import from_tgi_error, json_object
+from server.upstream.errors import error_from_upstream, json_object
 from server.upstream.http import UpstreamHTTP
+from server.upstream.openai_wire import Chunk
 
 __all__ = ["OpenAIClient", "read_openai_error"]
 
-Chunk = dict[str, Any]
 
-_DONE = b"[DONE]"
+_END_OF_STREAM_DATA = b"[DONE]"  # the data of OpenAI's last event
 
 
 class OpenAIClient:
@@ -40,7 +40,7 @@ class OpenAIClient:
             async for payload in payloads:
                 batch: list[Chunk] = []
                 for data in payload:
-                    if data.strip() == _DONE:
+                    if data.strip() == _END_OF_STREAM_DATA:
                         if batch:
                             yield batch
                         return
@@ -48,7 +48,7 @@ class OpenAIClient:
                     if chunk.get("error") is not None:
                         if batch:  # what came before the error still reaches the client
                             yield batch
-                        raise from_tgi_error(None, chunk)
+                        raise error_from_upstream(None, chunk)
                     batch.append(chunk)
                 if batch:
                     yield batch
@@ -79,4 +79,4 @@ def read_openai_error(response: httpx.Response) -> ProxyError:
             param=param if isinstance(param, str) else None,
             code=code if isinstance(code, str) else "upstream_validation_error",
         )
-    return from_tgi_error(response.status_code, body, response.headers.get("retry-after"))
+    return error_from_upstream(response.status_code, body, response.headers.get("retry-after"))

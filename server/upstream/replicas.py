@@ -7,8 +7,9 @@ model is never made unreachable by its own bookkeeping.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 __all__ = ["Replica", "ReplicaSet"]
@@ -46,6 +47,15 @@ class ReplicaSet:
 
     def release(self, replica: Replica) -> None:
         replica.in_flight -= 1
+
+    @contextlib.contextmanager
+    def lease(self, avoid: Collection[Replica] = ()) -> Iterator[Replica]:
+        """`pick`, and `release` when the block ends, however it ends (an error, a cancellation)."""
+        replica = self.pick(avoid)
+        try:
+            yield replica
+        finally:
+            self.release(replica)
 
     def rest(self, replica: Replica) -> None:
         replica.resting_until = self._clock() + self._cooldown

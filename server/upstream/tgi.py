@@ -20,7 +20,7 @@ import orjson
 
 from server.errors import ProxyError, UpstreamError
 from server.upstream.base import Generated, Limits
-from server.upstream.errors import from_tgi_error, json_object
+from server.upstream.errors import error_from_upstream, json_object
 from server.upstream.http import UpstreamHTTP
 from server.upstream.tgi_wire import GenerateParameters, GenerateResponse, Info, StreamResponse
 
@@ -115,7 +115,6 @@ class TGIClient:
         defaults = Limits()
         self._limits = Limits(
             max_total_tokens=info.get("max_total_tokens"),
-            max_input_tokens=info.get("max_input_tokens", info.get("max_input_length")),
             max_stop_sequences=info.get("max_stop_sequences", defaults.max_stop_sequences),
             max_top_n_tokens=info.get("max_top_n_tokens", defaults.max_top_n_tokens),
             max_best_of=info.get("max_best_of", defaults.max_best_of),
@@ -152,13 +151,13 @@ def read_tgi_error(response: httpx.Response) -> ProxyError:
         body: Any = response.json()
     except ValueError:
         body = response.text
-    return from_tgi_error(response.status_code, body, response.headers.get("retry-after"))
+    return error_from_upstream(response.status_code, body, response.headers.get("retry-after"))
 
 
 def _parse_event(data: bytes) -> StreamResponse:
     event = json_object(data, "a stream event")
     if event.get("error") is not None:
-        raise from_tgi_error(None, event)
+        raise error_from_upstream(None, event)
     if "token" not in event:
         raise UpstreamError("the upstream sent a stream event without a token")
     event.setdefault("generated_text", None)

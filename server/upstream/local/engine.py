@@ -21,7 +21,7 @@ from server.config import LocalModelConfig
 from server.upstream.local.loader import LoadedModel, load_model
 from server.upstream.tgi_wire import StreamResponse
 
-__all__ = ["END", "Engine", "Job"]
+__all__ = ["END", "Engine", "Decoding"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ Delivery = StreamResponse | BaseException | object
 
 
 @dataclass(eq=False)
-class Job:
+class Decoding:
+    """One sequence the worker thread decodes, a step at a time, and where its events go."""
+
     steps: Generator[StreamResponse, None, None]
     deliver: Callable[[Delivery], None]  # called on the worker thread; must not block
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -43,14 +45,14 @@ class Engine:
         self.loaded: concurrent.futures.Future[LoadedModel] = concurrent.futures.Future()
         # Running from the start, so that no waiter can cancel the one shared load by giving up on it.
         self.loaded.set_running_or_notify_cancel()
-        self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Decoding | None] = queue.SimpleQueue()
         # Written by the worker only, read by anyone: generations in progress, and tokens made since start.
         self.active = 0
         self.tokens = 0
         self._thread = threading.Thread(target=self._run, name=f"local-model-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Decoding) -> None:
         self._inbox.put(job)
 
     def close(self, timeout: float) -> None:
@@ -73,7 +75,7 @@ class Engine:
             self._serve()
 
     def _serve(self) -> None:
-        active: list[Job] = []
+        active: list[Decoding] = []
         while True:
             try:
                 # Wait only when idle; otherwise take what has arrived and keep generating.
@@ -87,7 +89,7 @@ class Engine:
             active = [job for job in active if self._advance(job)]
             self.active = len(active)
 
-    def _advance(self, job: Job) -> bool:
+    def _advance(self, job: Decoding) -> bool:
         """One token of `job`; False once it is finished, failed or cancelled."""
         if job.cancelled.is_set():
             job.steps.close()

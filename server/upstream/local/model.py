@@ -18,7 +18,7 @@ from server.config import LocalModelConfig
 from server.errors import LocalModelUnavailable, ProxyError, UpstreamFailed
 from server.upstream.base import Generated, Limits, ModelState, ShippedTemplate
 from server.upstream.local.decode import Generation, refuse_unsupported
-from server.upstream.local.engine import END, Delivery, Engine, Job
+from server.upstream.local.engine import END, Decoding, Delivery, Engine
 from server.upstream.local.loader import INSTALL_HINT, LoadedModel, missing_requirements
 from server.upstream.tgi_wire import Details, GenerateParameters, GenerateResponse, StreamResponse, Token
 
@@ -74,7 +74,7 @@ class LocalModel:
 
     async def limits(self) -> Limits:
         loaded = await self._loaded()
-        return Limits(max_total_tokens=loaded.max_total_tokens, max_input_tokens=loaded.max_total_tokens - 1)
+        return Limits(max_total_tokens=loaded.max_total_tokens)
 
     async def count_tokens(self, prompt: str) -> int | None:
         loaded = await self._loaded()
@@ -130,7 +130,7 @@ class LocalModel:
         assert self.engine is not None  # `_loaded` succeeded
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[Delivery] = asyncio.Queue()
-        job = Job(generation.steps(), lambda item: _post(loop, inbox, item, job))
+        job = Decoding(generation.steps(), lambda item: _post(loop, inbox, item, job))
         self.engine.submit(job)
         try:
             while True:
@@ -155,7 +155,7 @@ class LocalModel:
             job.cancelled.set()
 
 
-def _post(loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Delivery], item: Delivery, job: Job) -> None:
+def _post(loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Delivery], item: Delivery, job: Decoding) -> None:
     """Hand an event from the worker thread to the request's event loop."""
     try:
         loop.call_soon_threadsafe(inbox.put_nowait, item)
