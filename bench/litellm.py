@@ -1,7 +1,7 @@
 """LiteLLM's proxy as a benchmark target, in a virtualenv of its own (`bench/.venvs/litellm`, git-ignored).
 
 Installed once per machine from `bench/litellm-requirements.txt` (a stamp holding the file's hash says when to
-install again). Configured as BENCHMARK.md asks: one worker, no database, telemetry and verbose logging off,
+install again). Configured as docs/benchmark.md says: one worker, no database, telemetry and verbose logging off,
 calling the fake TGI's OpenAI-style `/v1/chat/completions`.
 
 Through LiteLLM's OpenAI-compatible provider, not its `huggingface/` one: both call that same route, but here,

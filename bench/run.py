@@ -1,4 +1,4 @@
-"""`python -m bench`: every figure of BENCHMARK.md for every target, side by side, medians of `--runs` runs.
+"""`python -m bench`: every figure of docs/benchmark.md for every target, side by side, medians of `--runs` runs.
 
 The fake TGI and the load generator share core 1; the target is pinned to core 0 (with `--workers 2` the
 proxy gets both cores). Each run starts every target in turn, so drift on this shared machine spreads over all
@@ -42,7 +42,7 @@ MB = 2**20
 
 @dataclass(frozen=True)
 class Sizes:
-    """How long and how wide each workload is (BENCHMARK.md's table); `--quick` makes it a smoke test."""
+    """How long and how wide each workload is (docs/benchmark.md's table); `--quick` makes it a smoke test."""
 
     seconds: float = 5.0
     stream_tokens: int = 256

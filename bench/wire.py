@@ -1,7 +1,7 @@
 """The bytes the fake TGI sends, built once per answer length from the recorded TGI 3 stream in the fixtures.
 
 TGI writes each SSE event as one HTTP chunk (hyper's chunked encoding), so every event here is framed as a chunk;
-the token texts, ids and logprobs cycle through those of the recorded answer (tgi-protocol.md §2.5). The last
+the token texts, ids and logprobs cycle through those of the recorded answer (docs/tgi-wire.md §2). The last
 event carries `generated_text` and `details` as TGI >= 2.3 sends them with `details: true`.
 """
 

@@ -1,4 +1,4 @@
-"""A fake of the HF router's hf-inference provider, in front of a `FakeTGI` (tgi-protocol.md §5).
+"""A fake of the HF router's hf-inference provider, in front of a `FakeTGI` (docs/tgi-wire.md §5).
 
 `POST /hf-inference/models/{model_id}` with `{"inputs", "parameters", "stream"}` is TGI's compat route `/`:
 a stream is TGI's native SSE, a whole answer is a one-element list. The router's own refusals are the

@@ -1,4 +1,4 @@
-"""Checklist items of openai-contract.md §7 checked on raw HTTP, where the SDK would hide the detail."""
+"""Items of the conformance checklist (docs/checklist.md) checked on raw HTTP, where the SDK would hide the detail."""
 
 from __future__ import annotations
 

@@ -228,7 +228,7 @@ async def test_upstream_validation_error_names_openai_param(client: httpx.AsyncC
 
 
 async def test_validation_error_event_before_first_token_is_an_http_error(client: httpx.AsyncClient) -> None:
-    # TGI reports stream validation errors as a 200 SSE body with one error event (tgi-protocol.md §2.6).
+    # TGI reports stream validation errors as a 200 SSE body with one error event (docs/tgi-wire.md §3).
     response = await client.post(
         CHAT, json={"model": MODEL, "messages": MESSAGES, "stream": True, "top_k": 0, "max_tokens": 3}
     )

@@ -1,6 +1,6 @@
 """Upstream kind `openai`: requests pass through, answers are normalised to OpenAI's exact shapes. The fake
-upstream replays recorded TGI Messages API answers (tgi-protocol.md §8) on a real socket; the proxy is
-driven by the openai SDK and by raw HTTP where the bytes matter."""
+upstream replays recorded TGI Messages API answers (`tests/fixtures/tgi/`, docs/tgi-wire.md §6) on a real socket;
+the proxy is driven by the openai SDK and by raw HTTP where the bytes matter."""
 
 from __future__ import annotations
 

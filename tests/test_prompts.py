@@ -61,7 +61,7 @@ def test_builtin_names_are_sorted_and_match_the_template_files() -> None:
     assert set(BUILTIN_TEMPLATES) == {path.stem for path in TEMPLATES_DIR.glob("*.jinja")}
 
 
-# --- EasyLLM formats (docs: easyllm.md §2), with the §6 defects fixed --------------------------------------
+# --- EasyLLM formats (philschmid/easyllm, easyllm/prompt_utils/), without their defects --------------------
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Backpressure for one model: at most `limit` upstream calls at once and a bounded, time-limited wait
 queue; beyond that a call is refused at once with 429 and `Retry-After`, rather than piling up until the
-upstream (or this process) falls over. TGI does the same with `max_concurrent_requests` (tgi-protocol.md §2.6).
+upstream (or this process) falls over. TGI does the same with `max_concurrent_requests` (docs/tgi-wire.md §4).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Map what TGI reports (HTTP status, `{"error", "error_type"}` bodies, in-stream error events, transport
-failures) onto the proxy's error hierarchy. Table: tgi-protocol.md §2.6; OpenAI side: PRODUCT.md §Errors.
+failures) onto the proxy's error hierarchy. TGI's side: docs/tgi-wire.md §3; OpenAI's side: the hierarchy in
+`server/errors.py`.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _mapped(status: int | None, body: Any) -> ProxyError:
 
 def _wait_hint(body: Any, retry_after: str | None) -> float | None:
     """Retry-After in its seconds form, else the HF router's `{"error": "... is currently loading",
-    "estimated_time": 44.5}` for a cold model (tgi-protocol.md §5). The HTTP-date form is not used by TGI."""
+    "estimated_time": 44.5}` for a cold model (docs/tgi-wire.md §5). The HTTP-date form is not used by TGI."""
     if retry_after is not None:
         try:
             seconds = float(retry_after)

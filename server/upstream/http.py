@@ -1,7 +1,7 @@
 """HTTP to one model's upstream: the pooled client, replicas, backpressure, retries and deadlines.
 
-Every upstream kind that speaks HTTP goes through `UpstreamHTTP`, so the rules of PRODUCT.md "Behaviour
-under stress" hold for all of them:
+Every upstream kind that speaks HTTP goes through `UpstreamHTTP`, so these rules (README, "Reliability") hold
+for all of them:
 - a call that fails before its first token (connection refused or reset, 429, 5xx, a stream that ends before
   its first event) is retried with backoff, on another replica when there is one, within the time left for
   the first token; a replica that failed is rested (`server.upstream.replicas`);

@@ -1,6 +1,6 @@
 """One byte-level Server-Sent Events decoder for everything the proxy reads from upstreams.
 
-It accepts what TGI has sent across versions (tgi-protocol.md §1, §2.5): `data: ` with the space (axum 0.7,
+It accepts what TGI has sent across versions (docs/tgi-wire.md §1): `data: ` with the space (axum 0.7,
 TGI >= 2.1) and without it (axum 0.6), `\\n`, `\\r\\n` or `\\r` line ends, `:` keep-alive comments, and
 fields it does not use (`event:`, `id:`, `retry:`), which are ignored. Events are dispatched on a blank line,
 per https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation; multi-line

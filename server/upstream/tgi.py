@@ -2,7 +2,7 @@
 the HF router's hf-inference provider, which serves the same bodies on TGI's compat route per model.
 
 HTTP, replicas, retries and deadlines are `server.upstream.http`'s. Closing a stream's iterator closes its
-HTTP response, and TGI drops a request from its batch when its connection goes (tgi-protocol.md §2.5): that
+HTTP response, and TGI drops a request from its batch when its connection goes (docs/tgi-wire.md §2): that
 is how a client's disconnect reaches the model.
 """
 
@@ -47,7 +47,7 @@ TGI_ROUTES = Routes("/generate", "/generate_stream", False, "/info", "/tokenize"
 
 def hf_inference_routes(model_id: str) -> Routes:
     """The HF router's hf-inference provider: TGI's compat route per model, no /info or /tokenize
-    (tgi-protocol.md §5). Its health check is a GET of the model route, which answers without generating."""
+    (docs/tgi-wire.md §5). Its health check is a GET of the model route, which answers without generating."""
     route = f"/models/{model_id}"
     return Routes(route, route, True, None, None, route)
 

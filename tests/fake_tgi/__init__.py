@@ -2,8 +2,8 @@
 
 ``FakeTGI`` is a raw ASGI application (no framework, so that it controls every byte and sees client
 disconnects) that speaks TGI's native API: ``POST /generate_stream``, ``POST /generate``, ``GET /info``,
-``GET /health`` and ``POST /tokenize``.  Section numbers (§) refer to tgi-protocol.md, the project's TGI
-protocol report; the recordings are in ``tests/fixtures/tgi`` (provenance in its ``SOURCES.md``).
+``GET /health`` and ``POST /tokenize``.  Section numbers (§) refer to docs/tgi-wire.md, this repository's
+notes on TGI's wire protocol; the recordings are in ``tests/fixtures/tgi`` (provenance in its ``SOURCES.md``).
 
 Fidelity choices
 ----------------
@@ -18,7 +18,7 @@ Fidelity choices
 * **Tokenizer.** A prompt token is a maximal run of non-whitespace (``\\S+``); a non-empty
   whitespace-only prompt is one token.  ``/tokenize`` returns those pieces with character offsets
   (TGI slices the text with ``chars()``), and ``input_length``/``x-prompt-tokens`` use the same count.
-* **Parameters** (§2.2, §7): ``parameters`` absent means TGI's ``default_parameters()`` (``do_sample``
+* **Parameters** (§7, §8): ``parameters`` absent means TGI's ``default_parameters()`` (``do_sample``
   true); present means serde defaults (``do_sample``/``details`` false, ``stop`` []).  Stopping is checked
   per token in TGI's order: ``max_new_tokens`` reached -> ``length`` (so an EOS as the last allowed token
   reports ``length``), EOS -> ``eos_token``, then stop strings with TGI's regex ``re.escape(stop) + "$"``
@@ -26,15 +26,15 @@ Fidelity choices
   in ``generated_tokens`` and left out of ``generated_text``.  ``seed`` is reported only when sampling
   (``do_sample`` or a warper: temperature != 1, top_k, top_p < 1, typical_p < 1), a missing seed is drawn
   from a per-fake ``random.Random(0)``.  Without ``max_new_tokens`` TGI 3 allows
-  ``max_total_tokens - input_length`` (§1.9).  ``truncate`` keeps the last N prompt tokens.
-* **Validation** (§2.2, order of TGI's ``validate()``): messages are TGI's ``ValidationError`` texts,
+  ``max_total_tokens - input_length`` (§7).  ``truncate`` keeps the last N prompt tokens.
+* **Validation** (§7, order of TGI's ``validate()``): messages are TGI's ``ValidationError`` texts,
   sent as HTTP 422 ``{"error":"Input validation error: …","error_type":"validation"}`` on ``/generate``
-  and as HTTP 200 + one SSE event + EOF on ``/generate_stream`` (§2.6).  Body problems are axum
+  and as HTTP 200 + one SSE event + EOF on ``/generate_stream`` (§3).  Body problems are axum
   rejections with ``text/plain`` bodies: 415 without a JSON content type, 400 for bad JSON, 422
   "Failed to deserialize the JSON body into the target type: …" for wrong types (the "line 1 column N"
   position is the body length, exact only for "missing field" on one-line bodies).  More than
   ``max_concurrent_requests`` generations in flight -> ``overloaded`` (429 / SSE event).
-* **Wire format** (§2.3-§2.5, TGI >= 2.1): events ``data: {compact json}\\n\\n`` with keys
+* **Wire format** (§1-§2, TGI >= 2.1): events ``data: {compact json}\\n\\n`` with keys
   ``index, token, top_tokens?, generated_text, details``; ``generated_text`` only on the last event;
   ``details`` only with ``details: true`` (``finish_reason, generated_tokens, seed, input_length``); no
   ``[DONE]``.  ``/generate`` returns ``{"generated_text", "details"?}`` with TGI's ``x-*`` headers.

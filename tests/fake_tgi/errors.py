@@ -1,4 +1,4 @@
-"""TGI's error responses (§2.6): ``TGIError`` (JSON ``ErrorResponse``) and axum's plain-text ``Rejection``."""
+"""TGI's error responses (§3): ``TGIError`` (JSON ``ErrorResponse``) and axum's plain-text ``Rejection``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import orjson
 
 
 class TGIError(Exception):
-    """An ``ErrorResponse`` (§2.6): HTTP status on /generate, a 200 SSE event on /generate_stream."""
+    """An ``ErrorResponse`` (§3): HTTP status on /generate, a 200 SSE event on /generate_stream."""
 
     def __init__(self, status: int, error: str, error_type: str, outcome: str) -> None:
         super().__init__(error)
@@ -37,7 +37,7 @@ def incomplete_generation_error() -> TGIError:
 
 
 class Rejection(Exception):
-    """An axum extractor rejection: a plain-text HTTP error outside TGI's ``ErrorResponse`` (§2.6)."""
+    """An axum extractor rejection: a plain-text HTTP error outside TGI's ``ErrorResponse`` (§3)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -1,6 +1,6 @@
 """The recorded TGI fixtures in ``tests/fixtures/tgi`` and SSE helpers that read them like TGI clients do.
 
-Provenance of the recordings is in ``tests/fixtures/tgi/SOURCES.md``; §9 of tgi-protocol.md describes how
+Provenance of the recordings is in ``tests/fixtures/tgi/SOURCES.md``; docs/tgi-wire.md §9 describes how
 TGI's own clients parse ``data:`` lines.
 """
 

@@ -2,7 +2,7 @@
 
 The default script replays the recorded TGI 3 stream (``RECORDED_STREAM_FIXTURE``), reusing its token ids and
 logprobs position by position; other texts get stable CRC32-based ids and logprobs.  ``run_model`` stops with
-TGI's ``StoppingCriteria`` order (§7): length, then EOS, then stop sequences on the last ``STOP_WINDOW``
+TGI's ``StoppingCriteria`` order (§8): length, then EOS, then stop sequences on the last ``STOP_WINDOW``
 generated characters.
 """
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 EOS_ID = 2
 EOS_TEXT = "</s>"
-STOP_WINDOW = 300  # TGI keeps the last 300 characters for stop-sequence matching (§7)
+STOP_WINDOW = 300  # TGI keeps the last 300 characters for stop-sequence matching (§8)
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class Generation:
 
 
 def run_model(settings: FakeTGISettings, request: ValidRequest, seed: int | None = None) -> Generation:
-    """Generate with TGI's ``StoppingCriteria`` order: length, then EOS, then stop sequences (§7)."""
+    """Generate with TGI's ``StoppingCriteria`` order: length, then EOS, then stop sequences (§8)."""
     stops = [re.compile(re.escape(stop) + "$") for stop in request.stop]
     tokens: list[Token] = []
     window = ""

@@ -15,7 +15,7 @@ class FakeTGISettings:
     # model
     script: list[str] = field(default_factory=lambda: list(DEFAULT_SCRIPT))
     eos_text: str | None = EOS_TEXT
-    # /info limits (router defaults, §2.2)
+    # /info limits (router defaults, §7)
     model_id: str = "fake/model"
     max_input_tokens: int = 4095
     max_total_tokens: int = 4096

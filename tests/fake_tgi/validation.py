@@ -1,7 +1,7 @@
-"""TGI's validation rules (§2.2): server.rs's endpoint checks and ``Validation::validate``, in TGI's order.
+"""TGI's validation rules (§7): server.rs's endpoint checks and ``Validation::validate``, in TGI's order.
 
 Messages are TGI's ``ValidationError`` texts; a ``ValidRequest`` carries the tokenized (and truncated) prompt,
-the effective ``max_new_tokens`` (TGI 3 allows ``max_total_tokens - input_length`` without one, §1.9) and the
+the effective ``max_new_tokens`` (TGI 3 allows ``max_total_tokens - input_length`` without one, §7) and the
 seed, drawn from the fake's ``random.Random`` when absent.
 """
 

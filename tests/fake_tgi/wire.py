@@ -1,4 +1,4 @@
-"""Response bodies on the wire (§2.3-§2.5, TGI >= 2.1): stream events, ``GenerateResponse`` and error bodies.
+"""Response bodies on the wire (§1-§2, TGI >= 2.1): stream events, ``GenerateResponse`` and error bodies.
 
 Stream events carry ``index, token, top_tokens?, generated_text, details``; ``generated_text`` only on the
 last event, ``details`` only with ``details: true``.  Legacy framing (TGI <= 2.0) drops ``index`` and
@@ -54,7 +54,7 @@ def _sequence_details(request: ValidRequest, generation: Generation) -> dict[str
 
 
 def generate_response(request: ValidRequest, generations: Sequence[Generation]) -> dict[str, Any]:
-    """``GenerateResponse`` (§2.3); ``generations[1:]`` become ``best_of_sequences``."""
+    """``GenerateResponse`` (§2); ``generations[1:]`` become ``best_of_sequences``."""
     best = generations[0]
     response: dict[str, Any] = {"generated_text": best.generated_text}
     if request.details:
@@ -80,7 +80,7 @@ TEXT_HEADERS: Headers = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
 def default_fail_body(status: int, model_id: str) -> dict[str, Any]:
-    """Body used when ``fail_status`` is set without ``fail_body`` (TGI §2.6 / HF router §5 shapes)."""
+    """Body used when ``fail_status`` is set without ``fail_body`` (TGI §3 / HF router §5 shapes)."""
     known: dict[int, dict[str, Any]] = {
         422: {"error": "Input validation error: injected", "error_type": "validation"},
         424: {"error": "Request failed during generation: boom", "error_type": "generation"},
