@@ -5,7 +5,7 @@ Run by `scripts/soak.py` in a process of its own (so that its CPU and memory are
     python -m scripts.soak_upstream --replicas 2 --seed 1
 
 prints one JSON line `{"replicas": [url, ...], "slammer": url}` once everything listens, then serves until
-its stdin closes. Each replica is a `tests.fake_tgi.FakeTGI` per fault, behind a dispatcher drawing the fault
+its stdin closes. Each replica is a `fakes.tgi.FakeTGI` per fault, behind a dispatcher drawing the fault
 from a seeded RNG; `GET /_soak/stats` on any replica reports every replica's counters (requests still open,
 generations in flight, faults served). The "slammer" accepts connections and closes them without a word.
 """
@@ -23,7 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fake_tgi import (
+from fakes.loopback import LoopbackServer
+from fakes.tgi import (
     JSON_HEADERS,
     RECORDED_STREAM_FIXTURE,
     FakeTGI,
@@ -33,7 +34,6 @@ from tests.fake_tgi import (
     load_fixture,
     split_sse_events,
 )
-from tests.loopback import LoopbackServer
 
 GENERATION_PATHS = ("/generate", "/generate_stream")
 STATS_PATH = "/_soak/stats"

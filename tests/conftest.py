@@ -4,22 +4,17 @@ OpenAI SDK clients pointed at it. Apps are built per test from settings, never i
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
 from server.app import create_app
 from server.config import Settings
-from tests.fake_tgi import FakeTGI
-from tests.loopback import LoopbackServer
-
-MODEL = "test-model"
-
-SettingsFactory = Callable[..., Settings]
+from tests.support import MODEL, Live, SettingsFactory
 
 
 @pytest.fixture(autouse=True)
@@ -63,23 +58,6 @@ async def client(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> AsyncIter
     app = create_app(make_settings(), upstream_transport=httpx.ASGITransport(app=fake_tgi.app))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as http:
         yield http
-
-
-@dataclass
-class Live:
-    """The proxy and the fake TGI each on a real loopback socket; SDK clients made here are closed at the end."""
-
-    url: str
-    fake: FakeTGI
-    clients: list[openai.OpenAI] = field(default_factory=list)
-
-    def sdk(self, **kwargs: Any) -> openai.OpenAI:
-        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key="sk-test", max_retries=0, **kwargs)
-        self.clients.append(client)
-        return client
-
-    def async_sdk(self, **kwargs: Any) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key="sk-test", max_retries=0, **kwargs)
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import httpx
 import openai
 import pytest
 
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
 from server.app import create_app
 from server.config import Settings
-from tests.conftest import MODEL, SettingsFactory
-from tests.fake_tgi import FakeTGI
-from tests.loopback import LoopbackServer
+from tests.support import MODEL, SettingsFactory
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHATML = {"chat_template": "chatml"}

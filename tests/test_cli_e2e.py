@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,8 +15,9 @@ import httpx
 import openai
 import pytest
 
-from tests.fake_tgi import FakeTGI
-from tests.loopback import LoopbackServer
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
+from tests.support import free_port
 
 CONFIG = """\
 models:
@@ -33,13 +33,6 @@ models:
 server:
   api_keys: []
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

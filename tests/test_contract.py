@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import orjson
 
+from fakes.tgi import FakeTGI
 from server.app import create_app
-from tests.conftest import MODEL, SettingsFactory
-from tests.fake_tgi import FakeTGI
+from tests.support import MODEL, SettingsFactory
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Count."}]

@@ -27,11 +27,11 @@ import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
 from server.config import load_settings
-from tests.fake_tgi import FakeTGI
 from tests.locks import pins, public
-from tests.loopback import LoopbackServer
-from tests.test_cli_e2e import free_port
+from tests.support import free_port
 
 ROOT = Path(__file__).parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -8,10 +8,10 @@ import httpx
 import orjson
 import pytest
 
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
 from server.app import create_app
-from tests.conftest import MODEL, SettingsFactory
-from tests.fake_tgi import FakeTGI
-from tests.loopback import LoopbackServer
+from tests.support import MODEL, SettingsFactory
 
 CHAT = "/v1/chat/completions"
 

@@ -1,4 +1,4 @@
-"""Fidelity guards for the fake TGI upstream (tests/fake_tgi/) and the loopback server helper."""
+"""Fidelity guards for the fake TGI upstream (fakes/tgi/) and the loopback server helper."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.fake_tgi import (
+from fakes.loopback import LoopbackServer
+from fakes.tgi import (
     RECORDED_PROMPT,
     RECORDED_STREAM_FIXTURE,
     FakeTGI,
@@ -20,7 +21,6 @@ from tests.fake_tgi import (
     split_sse_events,
     sse_json,
 )
-from tests.loopback import LoopbackServer
 
 LEGACY_FIXTURE = "hfjs_tape_generate_stream_flan_t5_legacy_nospace.sse"
 

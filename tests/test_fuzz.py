@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import MODEL
+from tests.support import MODEL
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 COMPLETION = {"model": MODEL, "prompt": "hi", "max_tokens": 2}

@@ -11,11 +11,11 @@ from typing import Any
 import openai
 import pytest
 
+from fakes.hf_router import FakeHFRouter
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI, load_fixture, sse_json
 from server.app import create_app
 from server.config import HF_INFERENCE_URL, Settings, UpstreamConfig
-from tests.fake_hf_router import FakeHFRouter
-from tests.fake_tgi import FakeTGI, load_fixture, sse_json
-from tests.loopback import LoopbackServer
 
 MODEL = "llama-3.2-3b"
 HUB_ID = "meta-llama/Llama-3.2-3B-Instruct"

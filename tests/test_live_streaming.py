@@ -10,7 +10,7 @@ import time
 import httpx
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.conftest import MODEL, Live
+from tests.support import MODEL, Live
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Count."}]
 

@@ -17,6 +17,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from fakes.loopback import LoopbackServer
 from server.app import create_app
 from server.config import LocalModelConfig, Settings
 from server.state import state_of
@@ -24,7 +25,6 @@ from server.upstream.local import loader as local_loader
 from server.upstream.local.engine import Engine
 from server.upstream.local.loader import gguf_path
 from server.upstream.local.model import LocalModel
-from tests.loopback import LoopbackServer
 
 MODEL = "smollm2"
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]

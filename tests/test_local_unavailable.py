@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fakes.tgi import FakeTGI
 from server.app import create_app
 from server.config import LocalModelConfig, Settings
 from server.state import state_of
 from server.upstream.local import loader as local_loader
 from server.upstream.local import model as local_module
 from server.upstream.local.model import LocalModel
-from tests.fake_tgi import FakeTGI
 
 CHAT = {"model": "local", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
 

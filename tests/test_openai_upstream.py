@@ -15,11 +15,11 @@ import openai
 import orjson
 import pytest
 
+from fakes.loopback import LoopbackServer
+from fakes.openai import FakeOpenAI, sse_from_chunks
+from fakes.tgi import FIXTURES_DIR, load_fixture, sse_data
 from server.app import create_app
 from server.config import Settings
-from tests.fake_openai import FakeOpenAI, sse_from_chunks
-from tests.fake_tgi import FIXTURES_DIR, load_fixture, sse_data
-from tests.loopback import LoopbackServer
 
 MODEL = "mistral"
 MESSAGES: Any = [{"role": "user", "content": "What is the answer?"}]

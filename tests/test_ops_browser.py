@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
 from server.app import create_app
-from tests.conftest import MODEL, SettingsFactory
-from tests.fake_tgi import FakeTGI
-from tests.loopback import LoopbackServer
+from tests.support import MODEL, SettingsFactory
 
 APP_ORIGIN = "http://localhost:3000"
 PREFLIGHT = {

@@ -17,13 +17,12 @@ import httpx
 import orjson
 import pytest
 
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
 from server.app import create_app
 from server.config import ServerConfig
 from server.ops.logs import JsonFormatter, PlainFormatter, RequestIdFilter, configure_logging, fields
-from tests.conftest import MODEL, SettingsFactory
-from tests.fake_tgi import FakeTGI
-from tests.loopback import LoopbackServer
-from tests.test_cli_e2e import free_port
+from tests.support import MODEL, SettingsFactory, free_port
 
 PROMPT = "the secret recipe is cardamom"
 

@@ -12,10 +12,10 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
 from server.app import create_app
-from tests.conftest import MODEL, SettingsFactory
-from tests.fake_tgi import FakeTGI
-from tests.loopback import LoopbackServer
+from tests.support import MODEL, SettingsFactory
 
 P = "hf_openai_proxy_"
 

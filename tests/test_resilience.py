@@ -18,11 +18,11 @@ import httpx
 import orjson
 import pytest
 
+from fakes.loopback import LoopbackServer
+from fakes.tgi import FakeTGI
 from server.app import create_app
 from server.config import Settings
-from tests.conftest import MODEL
-from tests.fake_tgi import FakeTGI
-from tests.loopback import LoopbackServer
+from tests.support import MODEL
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -23,7 +23,7 @@ from schemathesis.schemas import APIOperation
 
 from server.app import create_app
 from server.config import Settings
-from tests.conftest import MODEL, Live
+from tests.support import MODEL, Live
 
 MAX_EXAMPLES = 100
 Operation = APIOperation[Any, Any, Any, Any]

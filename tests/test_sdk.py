@@ -13,7 +13,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 
-from tests.conftest import MODEL, Live
+from tests.support import MODEL, Live
 
 FULL_TEXT = "".join(f" {i}." for i in range(1, 17)) + " 17"
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Count."}]

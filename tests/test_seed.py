@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import MODEL
-from tests.fake_tgi import FakeTGI
+from fakes.tgi import FakeTGI
+from tests.support import MODEL
 
 MESSAGES = [{"role": "user", "content": "Count."}]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_cli_e2e import free_port
+from tests.support import free_port
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

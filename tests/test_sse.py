@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from fakes.tgi import load_fixture
 from server.upstream.sse import SSEDecoder
-from tests.fake_tgi import load_fixture
 
 FLAN_T5 = "hfjs_tape_generate_stream_flan_t5_legacy_nospace.sse"
 LLAMA = "hfjs_tape_generate_stream_llama32_3b_tgi3.sse"

@@ -7,7 +7,7 @@ import json
 import subprocess
 from typing import Any
 
-from tests.conftest import MODEL, Live
+from tests.support import MODEL, Live
 
 
 def curl(live: Live, path: str, body: dict[str, Any]) -> tuple[int, str]:

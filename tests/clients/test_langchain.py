@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_openai import ChatOpenAI, OpenAI
 from pydantic import SecretStr
 
-from tests.conftest import MODEL, Live
+from tests.support import MODEL, Live
 
 KEY = SecretStr("sk-test")
 FULL_TEXT = "".join(f" {i}." for i in range(1, 17)) + " 17"

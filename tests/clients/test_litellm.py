@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from tests.clients.isolated import CLIENTS_DIR, openai2_python, run_client
-from tests.conftest import MODEL, Live
+from tests.support import MODEL, Live
 
 # LiteLLM fetches its model price list from the network at import unless told to use the bundled copy.
 OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}

@@ -4,7 +4,7 @@ streamed and not, run in its own venv (it requires openai<3, see `openai2/requir
 from __future__ import annotations
 
 from tests.clients.isolated import CLIENTS_DIR, openai2_python, run_client
-from tests.conftest import MODEL, Live
+from tests.support import MODEL, Live
 
 CHAT_PROMPT = "<|im_start|>user\nCount.<|im_end|>\n<|im_start|>assistant\n"  # the chatml template's rendering
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from tests.clients.isolated import CLIENTS_DIR, node_modules, run_client
-from tests.conftest import MODEL, Live
+from tests.support import MODEL, Live
 
 
 def test_node_openai_sdk(live: Live) -> None:

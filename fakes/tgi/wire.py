@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
-from tests.fake_tgi.asgi import Headers
-from tests.fake_tgi.model import Generation, _logprob
-from tests.fake_tgi.validation import ValidRequest
+from fakes.tgi.asgi import Headers
+from fakes.tgi.model import Generation, _logprob
+from fakes.tgi.validation import ValidRequest
 
 
 def stream_event(request: ValidRequest, generation: Generation, position: int, *, legacy: bool) -> dict[str, Any]:

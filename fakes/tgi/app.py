@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from tests.fake_tgi.asgi import (
+from fakes.tgi.asgi import (
     DISCONNECTED,
     ASGIApp,
     Headers,
@@ -28,14 +28,14 @@ from tests.fake_tgi.asgi import (
     _send_simple,
     read_body,
 )
-from tests.fake_tgi.errors import Rejection, TGIError, generation_error, incomplete_generation_error, overloaded_error
-from tests.fake_tgi.fixtures import split_sse_events
-from tests.fake_tgi.model import Generation, run_model, tokenize
-from tests.fake_tgi.records import RecordedRequest, StreamRecord
-from tests.fake_tgi.request import GenerateRequest, parse_generate_request
-from tests.fake_tgi.settings import FakeTGISettings
-from tests.fake_tgi.validation import ValidRequest, check_endpoint_rules, validate
-from tests.fake_tgi.wire import JSON_HEADERS, TEXT_HEADERS, default_fail_body, generate_response, stream_event
+from fakes.tgi.errors import Rejection, TGIError, generation_error, incomplete_generation_error, overloaded_error
+from fakes.tgi.fixtures import split_sse_events
+from fakes.tgi.model import Generation, run_model, tokenize
+from fakes.tgi.records import RecordedRequest, StreamRecord
+from fakes.tgi.request import GenerateRequest, parse_generate_request
+from fakes.tgi.settings import FakeTGISettings
+from fakes.tgi.validation import ValidRequest, check_endpoint_rules, validate
+from fakes.tgi.wire import JSON_HEADERS, TEXT_HEADERS, default_fail_body, generate_response, stream_event
 
 _ROUTES: dict[str, str] = {
     "/generate_stream": "POST",

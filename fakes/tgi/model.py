@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from tests.fake_tgi.fixtures import RECORDED_STREAM_FIXTURE, load_fixture, sse_json
+from fakes.tgi.fixtures import RECORDED_STREAM_FIXTURE, load_fixture, sse_json
 
 if TYPE_CHECKING:
-    from tests.fake_tgi.settings import FakeTGISettings
-    from tests.fake_tgi.validation import ValidRequest
+    from fakes.tgi.settings import FakeTGISettings
+    from fakes.tgi.validation import ValidRequest
 
 
 EOS_ID = 2

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
-from tests.fake_tgi.errors import Rejection
+from fakes.tgi.errors import Rejection
 
 _Kind = Literal["bool", "f32", "u32", "u64", "usize", "i32", "string", "strings", "grammar"]
 # GenerateParameters field -> (serde type, accepts null).  Unknown fields are ignored like TGI.

@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from tests.fake_tgi.errors import ValidationError
-from tests.fake_tgi.model import Piece, tokenize
-from tests.fake_tgi.request import GenerateRequest
-from tests.fake_tgi.settings import FakeTGISettings
+from fakes.tgi.errors import ValidationError
+from fakes.tgi.model import Piece, tokenize
+from fakes.tgi.request import GenerateRequest
+from fakes.tgi.settings import FakeTGISettings
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-FIXTURES_DIR = Path(__file__).parent.parent / "fixtures" / "tgi"
+FIXTURES_DIR = Path(__file__).resolve().parent.parent.parent / "tests" / "fixtures" / "tgi"
 RECORDED_STREAM_FIXTURE = "hfjs_tape_generate_stream_llama32_3b_tgi3.sse"
 
 

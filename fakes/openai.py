@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from tests.fake_tgi import Receive, Scope, Send, read_body, split_sse_events
+from fakes.tgi import Receive, Scope, Send, read_body, split_sse_events
 
 JSON = [(b"content-type", b"application/json")]
 SSE = [(b"content-type", b"text/event-stream")]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from tests.fake_tgi import FakeTGI, Message, Receive, Scope, Send, read_body
+from fakes.tgi import FakeTGI, Message, Receive, Scope, Send, read_body
 
 PREFIX = "/hf-inference/models/"
 JSON = [(b"content-type", b"application/json")]

@@ -59,9 +59,9 @@ Modules: ``fixtures`` (recordings, SSE helpers), ``model`` (tokenizer, tokens, `
 
 from __future__ import annotations
 
-from tests.fake_tgi.app import FakeTGI
-from tests.fake_tgi.asgi import DISCONNECTED, ASGIApp, Headers, Message, Receive, Scope, Send, read_body
-from tests.fake_tgi.errors import (
+from fakes.tgi.app import FakeTGI
+from fakes.tgi.asgi import DISCONNECTED, ASGIApp, Headers, Message, Receive, Scope, Send, read_body
+from fakes.tgi.errors import (
     Rejection,
     TGIError,
     ValidationError,
@@ -69,7 +69,7 @@ from tests.fake_tgi.errors import (
     incomplete_generation_error,
     overloaded_error,
 )
-from tests.fake_tgi.fixtures import (
+from fakes.tgi.fixtures import (
     FIXTURES_DIR,
     RECORDED_STREAM_FIXTURE,
     load_fixture,
@@ -77,7 +77,7 @@ from tests.fake_tgi.fixtures import (
     sse_data,
     sse_json,
 )
-from tests.fake_tgi.model import (
+from fakes.tgi.model import (
     DEFAULT_SCRIPT,
     EOS_ID,
     EOS_TEXT,
@@ -93,11 +93,11 @@ from tests.fake_tgi.model import (
     tokenize,
     top_tokens,
 )
-from tests.fake_tgi.records import RecordedRequest, StreamRecord
-from tests.fake_tgi.request import GenerateRequest, parse_generate_request
-from tests.fake_tgi.settings import FakeTGISettings
-from tests.fake_tgi.validation import ValidRequest, check_endpoint_rules, validate
-from tests.fake_tgi.wire import JSON_HEADERS, TEXT_HEADERS, default_fail_body, generate_response, stream_event
+from fakes.tgi.records import RecordedRequest, StreamRecord
+from fakes.tgi.request import GenerateRequest, parse_generate_request
+from fakes.tgi.settings import FakeTGISettings
+from fakes.tgi.validation import ValidRequest, check_endpoint_rules, validate
+from fakes.tgi.wire import JSON_HEADERS, TEXT_HEADERS, default_fail_body, generate_response, stream_event
 
 __all__ = [
     "read_body",

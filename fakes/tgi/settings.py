@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tests.fake_tgi.model import DEFAULT_SCRIPT, EOS_TEXT
+from fakes.tgi.model import DEFAULT_SCRIPT, EOS_TEXT
 
 
 @dataclass(eq=False)
