@@ -16,6 +16,8 @@ from server.app import create_app
 from server.config import Settings
 from tests.support import MODEL, SettingsFactory
 
+pytestmark = pytest.mark.sockets
+
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHATML = {"chat_template": "chatml"}
 

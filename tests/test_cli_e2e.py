@@ -19,6 +19,8 @@ from fakes.loopback import LoopbackServer
 from fakes.tgi import FakeTGI
 from tests.support import free_port
 
+pytestmark = pytest.mark.sockets
+
 CONFIG = """\
 models:
   - name: llama-2-7b-chat

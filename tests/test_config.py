@@ -322,6 +322,7 @@ def test_flags_override_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert settings.server.log_level == "debug"
 
 
+@pytest.mark.sockets
 def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     model = model_config(upstream={"kind": "nonsense", "url": "http://x"})
     path = write_yaml(tmp_path / "bad.yaml", {"models": [model]})
@@ -340,6 +341,7 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.sockets
 def test_cli_missing_config_exits_2(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "server", "--config", str(tmp_path / "absent.yaml")],

@@ -33,6 +33,8 @@ from server.config import load_settings
 from tests.locks import pins, public
 from tests.support import free_port
 
+pytestmark = pytest.mark.docker
+
 ROOT = Path(__file__).parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker" / "compose.yaml"

@@ -265,6 +265,7 @@ async def test_unreachable_upstream_is_502(make_settings: SettingsFactory) -> No
         assert (await http.get("/v1/models")).status_code == 200
 
 
+@pytest.mark.sockets
 async def test_upstream_timeout_is_504(fake_tgi: FakeTGI, make_settings: SettingsFactory) -> None:
     fake_tgi.headers_delay = 5
     with LoopbackServer(fake_tgi.app) as upstream:

@@ -22,6 +22,8 @@ from fakes.tgi import (
     sse_json,
 )
 
+pytestmark = pytest.mark.sockets
+
 LEGACY_FIXTURE = "hfjs_tape_generate_stream_flan_t5_legacy_nospace.sse"
 
 

@@ -17,6 +17,8 @@ from fakes.tgi import FakeTGI, load_fixture, sse_json
 from server.app import create_app
 from server.config import HF_INFERENCE_URL, Settings, UpstreamConfig
 
+pytestmark = pytest.mark.sockets
+
 MODEL = "llama-3.2-3b"
 HUB_ID = "meta-llama/Llama-3.2-3B-Instruct"
 TOKEN = "hf_test_token"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.sockets
+
 HEAVY = ("fastapi", "starlette", "sse_starlette", "httpx", "httptools", "uvicorn", "jinja2", "torch")
 
 

@@ -8,9 +8,12 @@ import threading
 import time
 
 import httpx
+import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support import MODEL, Live
+
+pytestmark = pytest.mark.sockets
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Count."}]
 

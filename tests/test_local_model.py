@@ -26,6 +26,8 @@ from server.upstream.local.engine import Engine
 from server.upstream.local.loader import gguf_path
 from server.upstream.local.model import LocalModel
 
+pytestmark = pytest.mark.model
+
 MODEL = "smollm2"
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 COUNTING = "1, 2, 3, 4, 5,"  # greedy SmolLM2 keeps counting for hundreds of tokens: no early EOS

@@ -103,6 +103,7 @@ def test_kind_local_alone_means_the_default_model() -> None:
     assert upstream.local.gguf_file is None and upstream.local.device == "cpu"
 
 
+@pytest.mark.sockets
 def test_the_core_server_does_not_import_torch() -> None:
     """The core install has no torch: starting the server must not need it, so nothing imports it eagerly."""
     probe = "import sys, server.app, server.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
@@ -110,6 +111,7 @@ def test_the_core_server_does_not_import_torch() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.sockets
 def test_without_its_package_the_default_model_file_is_fetched_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -125,6 +127,7 @@ def test_without_its_package_the_default_model_file_is_fetched_once(
     assert local_loader.gguf_path(config) == fetched
 
 
+@pytest.mark.sockets
 def test_offline_without_its_package_the_error_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -21,6 +21,8 @@ from fakes.tgi import FIXTURES_DIR, load_fixture, sse_data
 from server.app import create_app
 from server.config import Settings
 
+pytestmark = pytest.mark.sockets
+
 MODEL = "mistral"
 MESSAGES: Any = [{"role": "user", "content": "What is the answer?"}]
 

@@ -76,6 +76,7 @@ def test_empty_key_environment_variable_stops_the_start(tmp_path: Path, monkeypa
         load_settings(write_config(tmp_path, "  api_keys_env: PROXY_KEYS\n"))
 
 
+@pytest.mark.sockets
 def test_keys_from_a_file_guard_a_live_server(
     tmp_path: Path, fake_tgi: FakeTGI, make_settings: SettingsFactory
 ) -> None:

@@ -13,6 +13,8 @@ from fakes.tgi import FakeTGI
 from server.app import create_app
 from tests.support import MODEL, SettingsFactory
 
+pytestmark = pytest.mark.sockets
+
 APP_ORIGIN = "http://localhost:3000"
 PREFLIGHT = {
     "origin": APP_ORIGIN,

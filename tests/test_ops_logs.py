@@ -24,6 +24,8 @@ from server.config import ServerConfig
 from server.ops.logs import JsonFormatter, PlainFormatter, RequestIdFilter, configure_logging, fields
 from tests.support import MODEL, SettingsFactory, free_port
 
+pytestmark = pytest.mark.sockets
+
 PROMPT = "the secret recipe is cardamom"
 
 

@@ -24,6 +24,8 @@ from server.app import create_app
 from server.config import Settings
 from tests.support import MODEL
 
+pytestmark = pytest.mark.sockets
+
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "hi"}]
 # Small delays so that retries are quick; deadlines are set per test.

@@ -25,6 +25,8 @@ from server.app import create_app
 from server.config import Settings
 from tests.support import MODEL, Live
 
+pytestmark = pytest.mark.sockets
+
 MAX_EXAMPLES = 100
 Operation = APIOperation[Any, Any, Any, Any]
 

@@ -15,6 +15,8 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 
 from tests.support import MODEL, Live
 
+pytestmark = pytest.mark.sockets
+
 FULL_TEXT = "".join(f" {i}." for i in range(1, 17)) + " 17"
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Count."}]
 

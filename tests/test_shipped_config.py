@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import free_port
+
+pytestmark = pytest.mark.model
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

@@ -12,6 +12,8 @@ import pytest
 from server.upstream.http import _lean_mounts
 from server.upstream.transport import LeanTransport
 
+pytestmark = pytest.mark.sockets
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"

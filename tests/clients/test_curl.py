@@ -7,7 +7,11 @@ import json
 import subprocess
 from typing import Any
 
+import pytest
+
 from tests.support import MODEL, Live
+
+pytestmark = [pytest.mark.clients, pytest.mark.sockets]
 
 
 def curl(live: Live, path: str, body: dict[str, Any]) -> tuple[int, str]:

@@ -13,6 +13,8 @@ from pydantic import SecretStr
 
 from tests.support import MODEL, Live
 
+pytestmark = [pytest.mark.clients, pytest.mark.sockets]
+
 KEY = SecretStr("sk-test")
 FULL_TEXT = "".join(f" {i}." for i in range(1, 17)) + " 17"
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from tests.clients.isolated import CLIENTS_DIR, openai2_python, run_client
 from tests.support import MODEL, Live
+
+pytestmark = [pytest.mark.clients, pytest.mark.sockets]
 
 # LiteLLM fetches its model price list from the network at import unless told to use the bundled copy.
 OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}

@@ -3,8 +3,12 @@ streamed and not, run in its own venv (it requires openai<3, see `openai2/requir
 
 from __future__ import annotations
 
+import pytest
+
 from tests.clients.isolated import CLIENTS_DIR, openai2_python, run_client
 from tests.support import MODEL, Live
+
+pytestmark = [pytest.mark.clients, pytest.mark.sockets]
 
 CHAT_PROMPT = "<|im_start|>user\nCount.<|im_end|>\n<|im_start|>assistant\n"  # the chatml template's rendering
 

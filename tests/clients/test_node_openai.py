@@ -7,8 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.clients.isolated import CLIENTS_DIR, node_modules, run_client
 from tests.support import MODEL, Live
+
+pytestmark = [pytest.mark.clients, pytest.mark.sockets]
 
 
 def test_node_openai_sdk(live: Live) -> None:
