@@ -1,8 +1,8 @@
 """Kind `local`: a model run in this process by transformers, behind the same interface as a TGI server.
 
-Generation happens on the engine's worker thread (`local_engine`); this side turns its events into the async
-iterators the request path reads, in batches of what has arrived, exactly like `TGIClient.stream`. Closing a
-stream's iterator (the client left) cancels its generation before the next token.
+Generation happens on the engine's worker thread (`server.upstream.local.engine`); this side turns its events
+into the async iterators the request path reads, in batches of what has arrived, exactly like `TGIClient.stream`.
+Closing a stream's iterator (the client left) cancels its generation before the next token.
 
 Without the `local` extra (torch, transformers, gguf, accelerate) nothing is loaded: the server
 starts and serves its other models, and requests for this one get a 503 saying how to install it.
